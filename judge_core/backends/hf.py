@@ -1,0 +1,57 @@
+"""Backend `hf`: any decoder-only transformers checkpoint, right-padded batches, candidate rows only.
+
+Right padding with no attention mask is exact for causal models: no real token ever looks at the
+padding to its right (DESIGN §3). The base model's output is already final-normed; we gather each
+row's last real position and multiply by the candidate rows of the output embedding only, so the
+[tokens x 248k] logits tensor is never built.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..loader import load_hf_model
+
+
+class HFBackend:
+    name = "hf"
+    counts_padding = True
+
+    def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.model = load_hf_model(path, dtype=dtype, device=self.device)
+        self.base = self.model.base_model  # embeddings + layers + final norm, no lm_head
+        text = self.model.config.get_text_config()
+        self.max_context = int(getattr(text, "max_position_embeddings", None) or 32768)
+        pad = getattr(text, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else 0  # any valid id: nothing ever reads it
+        self.softcap = getattr(text, "final_logit_softcapping", None)
+        head = self.model.get_output_embeddings()
+        ids = torch.tensor(candidate_ids, device=head.weight.device)
+        # fp32 copy of the few rows we need: the head matmul costs nothing at two rows.
+        self.candidate_rows = head.weight.detach().index_select(0, ids).float()  # [C, H]
+        bias = getattr(head, "bias", None)
+        self.candidate_bias = None if bias is None else bias.detach()[ids].float()
+
+    @torch.inference_mode()
+    def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
+        rows = len(batch)
+        lengths = torch.tensor([len(s) for s in batch])
+        width = int(lengths.max())
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        for r, seq in enumerate(batch):
+            ids[r, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        if self.device.type == "cuda":
+            ids = ids.pin_memory()
+        ids = ids.to(self.device, non_blocking=True)
+        hidden = self.base(input_ids=ids, use_cache=False).last_hidden_state  # [rows, width, H]
+        last = hidden[torch.arange(rows, device=self.device), (lengths - 1).to(self.device)]  # [rows, H]
+        logits = last.float() @ self.candidate_rows.T
+        if self.candidate_bias is not None:
+            logits = logits + self.candidate_bias
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.cpu()

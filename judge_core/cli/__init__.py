@@ -1,0 +1,1 @@
+"""Command line: `judge-core score | demo | rank | quantize`. One module per subcommand."""

@@ -1,0 +1,30 @@
+"""Requests: what a pair to judge looks like, and the checks that turn bad input into a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PAIR_FIELDS = ("instruction", "response_1", "response_2")
+
+
+class PairError(ValueError):
+    """A pair that cannot be judged; the message names the field and the value's type."""
+
+
+def normalize_pair(pair: Any) -> tuple[str, str, str]:
+    """(instruction, response_1, response_2) from a 3-tuple/list or a dict with those keys."""
+    if isinstance(pair, dict):
+        missing = [k for k in PAIR_FIELDS if k not in pair]
+        if missing:
+            raise PairError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+        values = tuple(pair[k] for k in PAIR_FIELDS)
+    elif isinstance(pair, (tuple, list)):
+        if len(pair) != 3:
+            raise PairError(f"a pair is (instruction, response_1, response_2): got {len(pair)} items")
+        values = tuple(pair)
+    else:
+        raise PairError(f"a pair is a 3-tuple or a dict with keys {PAIR_FIELDS}, got {type(pair).__name__}")
+    for name, value in zip(PAIR_FIELDS, values):
+        if not isinstance(value, str):
+            raise PairError(f"{name} must be a string, got {type(value).__name__}")
+    return values  # type: ignore[return-value]

@@ -1,0 +1,53 @@
+"""Request -> prompt: the judge's exact system message, JSON user message and chat template (DESIGN §1)."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+SYSTEM_PROMPT = (
+    "You are a specialized AI assistant tasked with evaluating two responses to a given instruction. "
+    "Your purpose is to fairly compare the quality of each response and select the better one. "
+    "The user provides the instruction and the two responses A and B. "
+    "Evaluate based on accuracy, clarity, and originality, considering repetitive or unoriginal responses as lower quality."
+)
+
+CANDIDATES = ("A", "B")
+
+
+def user_content(instruction: str, a: str, b: str, *, ascii_json: bool = True) -> str:
+    """The user message: a JSON object with keys instruction, A, B, in that order.
+
+    ascii_json=True is the card's reference code (`json.dumps` default, \\uXXXX escapes);
+    False is the card's example (`ensure_ascii=False`), ~15% fewer tokens on creative writing.
+    """
+    return json.dumps({"instruction": instruction, "A": a, "B": b}, ensure_ascii=ascii_json)
+
+
+def messages(instruction: str, a: str, b: str, *, ascii_json: bool = True) -> list[dict]:
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_content(instruction, a, b, ascii_json=ascii_json)},
+    ]
+
+
+def render_prompt(tokenizer, instruction: str, a: str, b: str, *, ascii_json: bool = True, **template_kwargs) -> str:
+    """The full prompt text through the checkpoint's own chat template (no extra kwargs unless given)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("the tokenizer has no chat_template: the judge needs the checkpoint's chat template")
+    return tokenizer.apply_chat_template(
+        messages(instruction, a, b, ascii_json=ascii_json), tokenize=False, add_generation_prompt=True, **template_kwargs
+    )
+
+
+def candidate_token_ids(tokenizer, candidates: Sequence[str] = CANDIDATES) -> list[int]:
+    """Token ids of the verdict tokens, each checked to be exactly one token."""
+    ids = []
+    for text in candidates:
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ValueError(f"candidate {text!r} is not a single token for this tokenizer: it encodes to {encoded}")
+        ids.append(encoded[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"candidates {list(candidates)} map to repeated token ids {ids}")
+    return ids

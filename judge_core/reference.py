@@ -1,0 +1,81 @@
+"""The reference twin: the card's algorithm, the slow and obvious way (DESIGN §1).
+
+One prompt at a time, no batching, no padding, the model's own head over the whole vocabulary at the
+last position, a full-vocabulary log-softmax,
+then the logprobs of "A" and "B". With `top_k=10` it reproduces the card's vLLM call
+(`logprobs=10`): a candidate missing from the top 10 gets logprob -100. Tests and the bench hold
+every fast path against this.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from .loader import load_hf_model
+from .pairs import PairError, normalize_pair
+from .plan import dual_pass
+from .prompts import candidate_token_ids, render_prompt
+from .scoring import PairScore, combine_passes
+
+MISSING_LOGPROB = -100.0  # the card's stand-in for a token outside the returned top-k
+
+
+class ReferenceJudge:
+    def __init__(self, model: torch.nn.Module, tokenizer, *, top_k: int | None = None, ascii_json: bool = True,
+                 **template_kwargs):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.top_k = top_k
+        self.ascii_json = ascii_json
+        self.template_kwargs = template_kwargs
+        self.candidate_ids = candidate_token_ids(tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, path, *, dtype: torch.dtype = torch.float32, device="cpu", top_k: int | None = None,
+                        ascii_json: bool = True, **template_kwargs) -> "ReferenceJudge":
+        from transformers import AutoTokenizer
+
+        model = load_hf_model(str(path), dtype=dtype, device=torch.device(device))
+        return cls(model, AutoTokenizer.from_pretrained(str(path)), top_k=top_k, ascii_json=ascii_json,
+                   **template_kwargs)
+
+    @torch.inference_mode()
+    def pass_logprobs(self, instruction: str, a: str, b: str) -> tuple[tuple[float, float], int]:
+        """(logprob of "A", logprob of "B") for one pass, and the prompt's token count."""
+        text = render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json, **self.template_kwargs)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        device = next(self.model.parameters()).device
+        # logits_to_keep=1: the full head at the last position only, as vLLM computes it for max_tokens=1.
+        logits = self.model(input_ids=ids.to(device), use_cache=False, logits_to_keep=1).logits[0, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        out = []
+        if self.top_k is not None:
+            top = set(torch.topk(logprobs, self.top_k).indices.tolist())
+        for token_id in self.candidate_ids:
+            if self.top_k is not None and token_id not in top:
+                out.append(MISSING_LOGPROB)
+            else:
+                out.append(float(logprobs[token_id]))
+        return (out[0], out[1]), int(ids.shape[1])
+
+    def compare(self, instruction: str, response_1: str, response_2: str) -> PairScore:
+        first, second = dual_pass((instruction, response_1, response_2))
+        lp1, n1 = self.pass_logprobs(*first)
+        lp2, n2 = self.pass_logprobs(*second)
+        return combine_passes(lp1, lp2, (n1, n2))
+
+    def compare_many(self, pairs: Iterable[Any], *, progress: bool = False) -> list[PairScore]:
+        pairs = list(pairs)
+        if progress:
+            from tqdm.auto import tqdm
+
+            pairs = tqdm(pairs, unit="pair", desc="reference")
+        results = []
+        for raw in pairs:
+            try:
+                results.append(self.compare(*normalize_pair(raw)))
+            except PairError as e:
+                results.append(PairScore.failed(str(e)))
+        return results

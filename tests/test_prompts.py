@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from judge_core.prompts import SYSTEM_PROMPT, candidate_token_ids, render_prompt, user_content
+
+
+def test_system_prompt_is_the_cards_text():
+    assert SYSTEM_PROMPT.startswith("You are a specialized AI assistant tasked with evaluating two responses")
+    assert SYSTEM_PROMPT.endswith("considering repetitive or unoriginal responses as lower quality.")
+    assert "  " not in SYSTEM_PROMPT
+
+
+def test_user_content_ascii_and_unicode():
+    text = "He said “hi” — café"
+    ascii_json = user_content("Write.", text, "b")
+    assert "\\u201c" in ascii_json and "“" not in ascii_json
+    assert list(json.loads(ascii_json)) == ["instruction", "A", "B"]
+    assert json.loads(ascii_json)["A"] == text
+    unicode_json = user_content("Write.", text, "b", ascii_json=False)
+    assert "“" in unicode_json and json.loads(unicode_json) == json.loads(ascii_json)
+
+
+def test_render_prompt_uses_template_and_kwargs(qwen_tokenizer):
+    prompt = render_prompt(qwen_tokenizer, "I", "a", "b")
+    assert prompt.startswith("<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n<|im_start|>user\n")
+    assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n<think>\n")
+    no_think = render_prompt(qwen_tokenizer, "I", "a", "b", enable_thinking=False)
+    assert no_think.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_candidate_tokens_are_read_from_tokenizer(qwen_tokenizer):
+    assert candidate_token_ids(qwen_tokenizer) == [32, 33]
+    with pytest.raises(ValueError, match="'AB C' is not a single token"):
+        candidate_token_ids(qwen_tokenizer, ("A", "AB C"))
+
+
+def test_missing_chat_template_is_a_clear_error(qwen_tokenizer):
+    class NoTemplate:
+        chat_template = None
+
+    with pytest.raises(ValueError, match="no chat_template"):
+        render_prompt(NoTemplate(), "I", "a", "b")
