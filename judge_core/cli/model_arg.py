@@ -14,6 +14,8 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="max tokens per forward batch, padding counted (default 32768), or `auto`")
     parser.add_argument("--unicode-json", action="store_true",
                         help="write the user JSON with ensure_ascii=False (the card's example; ~15%% fewer tokens)")
+    parser.add_argument("--max-context", type=int, default=None,
+                        help="longest prompt in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
 
@@ -44,4 +46,5 @@ def judge_from_args(args):
     kwargs = {"enable_thinking": False} if args.no_thinking else {}
     return Judge.from_pretrained(resolve_model(args.model), dtype=args.dtype, device=args.device,
                                  backend=args.backend, token_budget=parse_budget(args.token_budget),
-                                 ascii_json=not args.unicode_json, **kwargs)
+                                 ascii_json=not args.unicode_json,
+                                 max_context=args.max_context, **kwargs)
