@@ -1,0 +1,127 @@
+"""`judge-core rank MODEL ITEMS.jsonl -o OUTDIR`: Swiss/Elo tournaments of writer models, judge statistics.
+
+ITEMS lines: {"prompt_id", "model", "response"} plus the instruction as "instruction" or "prompt"
+(.jsonl or .jsonl.gz). Writes OUTDIR/leaderboard_<mode>.{json,csv,md,png}, stats.json,
+games_<mode>.jsonl and judgements.jsonl (the cache: a rerun into the same OUTDIR judges nothing
+twice and resumes an interrupted run). The method is described in judge_core/tournament/__init__.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .model_arg import add_judge_arguments
+
+HELP = "rank writer models with Swiss/Elo tournaments and measure the judge's separability and biases"
+CACHE_FILE = "judgements.jsonl"
+
+
+def add_arguments(parser) -> None:
+    add_judge_arguments(parser)
+    parser.add_argument("items", help="JSONL (or .jsonl.gz) of {prompt_id, model, response, instruction|prompt}")
+    parser.add_argument("-o", "--outdir", required=True, help="output directory (also holds the judgement cache)")
+    parser.add_argument("--mode", choices=("isolated", "bootstrap", "both"), default="both",
+                        help="isolated: a Swiss tournament per prompt (Option A); bootstrap: resampled prompts, "
+                             "global tournaments (Option B); both (default)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="Swiss rounds per tournament (default: 5 isolated, 20 bootstrap)")
+    parser.add_argument("--bootstrap-samples", type=int, default=10, help="prompt resamples in bootstrap mode (10)")
+    parser.add_argument("--games-per-match", type=int, default=1,
+                        help="bootstrap mode: prompts one match is played on, mean outcome (default 1)")
+    parser.add_argument("--per-prompt", choices=("first", "sample"), default="first",
+                        help="several responses of a writer to one prompt: first = lowest iteration always "
+                             "plays (default); sample = one drawn per game under the seed")
+    parser.add_argument("--seed", type=int, default=0, help="seed for pairing order, response_1 coin flips, bootstrap")
+    parser.add_argument("--max-chars", type=int, default=None, help="truncate each response to N characters")
+    parser.add_argument("--prompts", type=int, default=None, help="use only the first K prompt ids of the file")
+    parser.add_argument("--head", type=int, default=10, help="leaderboard rows printed per mode (default 10)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_judge(args):
+    """The judge for this run (a seam: tests put a synthetic judge here)."""
+    from .model_arg import judge_from_args
+
+    return judge_from_args(args)
+
+
+def judge_label(args) -> str:
+    """What the cache file is tied to: the model and the options that change the prompt text."""
+    from .model_arg import resolve_model
+
+    model = resolve_model(args.model) if args.model == "tiny" else args.model
+    return f"{model}|ascii_json={not args.unicode_json}|no_thinking={args.no_thinking}"
+
+
+class _ProgressJudge:
+    """Passes `progress=True` to a Judge's compare_many (a bar within each round); others as they are."""
+
+    def __init__(self, judge, progress: bool):
+        self.judge, self.progress = judge, progress
+
+    def compare_many(self, pairs):
+        try:
+            return self.judge.compare_many(pairs, progress=self.progress)
+        except TypeError as e:
+            if "progress" not in str(e):
+                raise
+            return self.judge.compare_many(pairs)
+
+
+def _summary_line(mode: str, s: dict) -> str:
+    def f(value, digits=3):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    return (f"{mode}: omega2 {f(s['omega_squared'])}, mean|Cliff d| {f(s['mean_abs_cliffs_delta'])}, "
+            f"combined {f(s['combined'], 2)}; position-1 pass share {f(s['positional_bias']['position1_win_share'])}; "
+            f"longer wins {f(s['length_bias']['longer_win_rate'])} by chars (margin {f(s['length_bias']['mean_margin_longer'], 2)} pts), "
+            f"{f(s['length_bias_words']['longer_win_rate'])} by words; "
+            f"games {s['games']}, failed {s['error_games']}, rematches {s['rematches']}")
+
+
+def run(args) -> int:
+    from ..tournament import ItemsError, JudgementCache, RankSettings, load_items, rank
+    from ..tournament.cache import CacheMismatchError
+    from ..tournament.report import leaderboard_markdown, write_reports
+
+    try:
+        items = load_items(args.items, max_chars=args.max_chars, max_prompts=args.prompts)
+    except ItemsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for warning in items.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{len(items.writers)} writers x {len(items.prompt_ids)} prompts from {args.items}", file=sys.stderr)
+
+    try:
+        settings = RankSettings(
+            isolated_rounds=5 if args.rounds is None else args.rounds,
+            bootstrap_rounds=20 if args.rounds is None else args.rounds,
+            bootstrap_samples=args.bootstrap_samples, games_per_match=args.games_per_match,
+            per_prompt=args.per_prompt, seed=args.seed, progress=not args.no_progress)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    outdir = Path(args.outdir)
+    try:
+        cache = JudgementCache(outdir / CACHE_FILE, judge_label=judge_label(args))
+    except CacheMismatchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cache.loaded:
+        print(f"resuming: {cache.loaded} judgement(s) cached in {cache.path}", file=sys.stderr)
+
+    judge = _ProgressJudge(build_judge(args), progress=not args.no_progress)
+    modes = ("isolated", "bootstrap") if args.mode == "both" else (args.mode,)
+    result = rank(judge, items, settings, modes=modes, cache=cache)
+    written = write_reports(result, outdir)
+
+    for mode, mode_result in result.modes.items():
+        print(leaderboard_markdown(mode_result, head=args.head))
+        print(_summary_line(mode, mode_result.stats), file=sys.stderr)
+    c = result.cache
+    print(f"judgements: {c['misses']} judged, {c['hits']} from cache, in {c['judge_calls']} compare_many call(s)",
+          file=sys.stderr)
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
