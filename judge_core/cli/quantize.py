@@ -1,0 +1,47 @@
+"""`judge-core quantize SRC OUT`: write a GPTQ 4-bit copy of a float judge checkpoint.
+
+SRC is a checkpoint dir or "tiny" (the embedded tiny judge). The output loads with
+`Judge.from_pretrained(OUT)` and with any GPTQ reader of the same format (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+HELP = "quantize a float judge checkpoint to GPTQ 4-bit (round-to-nearest or GPTQ)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("src", help="float checkpoint dir, or 'tiny' for the embedded tiny judge")
+    parser.add_argument("out", help="output dir for the GPTQ checkpoint")
+    parser.add_argument("--method", choices=("rtn", "gptq"), default="gptq",
+                        help="gptq: Hessian-based with calibration prompts (default); rtn: round-to-nearest, no data")
+    parser.add_argument("--group-size", type=int, default=128, help="input rows per scale group; -1 = one group")
+    parser.add_argument("--desc-act", action="store_true", help="act-order (gptq only): g_idx becomes scrambled")
+    sym = parser.add_mutually_exclusive_group()
+    sym.add_argument("--sym", dest="sym", action="store_true", default=True, help="symmetric zeros (default)")
+    sym.add_argument("--asym", dest="sym", action="store_false", help="asymmetric zeros")
+    parser.add_argument("--format", dest="checkpoint_format", choices=("gptq", "gptq_v2"), default="gptq",
+                        help="gptq (v1: zeros stored minus one, what most readers expect) or gptq_v2")
+    parser.add_argument("--calib", help="calibration pairs (JSONL/JSON of instruction, response_1, response_2); "
+                                        "default: built-in sample pairs")
+    parser.add_argument("--calib-n", type=int, default=128, help="number of calibration prompts (2 per pair)")
+    parser.add_argument("--calib-max-tokens", type=int, default=2048, help="tokens kept per calibration prompt")
+    parser.add_argument("--damp", type=float, default=0.01, help="Hessian dampening, fraction of its mean diagonal")
+    parser.add_argument("--device", help="device for the float math (default: cuda if available)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="dtype of the calibration forwards (bfloat16 halves their memory; Hessians stay fp32)")
+
+
+def run(args) -> int:
+    import logging
+
+    import torch
+
+    from ..gptq import quantize_checkpoint
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = quantize_checkpoint(args.src, args.out, method=args.method, group_size=args.group_size,
+                              desc_act=args.desc_act, sym=args.sym, checkpoint_format=args.checkpoint_format,
+                              calib=args.calib, calib_n=args.calib_n, calib_max_tokens=args.calib_max_tokens,
+                              damp=args.damp, device=args.device, compute_dtype=getattr(torch, args.dtype))
+    print(f"wrote {out}")
+    return 0
