@@ -29,8 +29,12 @@ def is_gptq(config: dict) -> bool:
 
 def load_hf_model(path: str, *, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
     """An eval-mode causal LM on `device` in `dtype`, GPTQ checkpoints dequantized layer by layer."""
+    from pathlib import Path
+
     config = read_config(path)
-    if is_gptq(config):
+    # Old auto-gptq repos keep the quantization settings in quantize_config.json, not config.json.
+    legacy = Path(path).is_dir() and (Path(path) / "quantize_config.json").exists()
+    if is_gptq(config) or legacy:
         from .gptq import load_gptq_model
 
         return load_gptq_model(str(path), dtype=dtype, device=device).eval()

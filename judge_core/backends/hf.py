@@ -30,11 +30,13 @@ class HFBackend:
         self.pad_id = int(pad) if pad is not None else 0  # any valid id: nothing ever reads it
         self.softcap = getattr(text, "final_logit_softcapping", None)
         head = self.model.get_output_embeddings()
-        ids = torch.tensor(candidate_ids, device=head.weight.device)
+        ids = torch.tensor(candidate_ids)
         # fp32 copy of the few rows we need: the head matmul costs nothing at two rows.
-        self.candidate_rows = head.weight.detach().index_select(0, ids).float()  # [C, H]
+        # A third-party GPTQ checkpoint may quantize the head too: read its rows dequantized.
+        weight = head.dequantized_weight(torch.float32) if hasattr(head, "dequantized_weight") else head.weight
+        self.candidate_rows = weight.detach().index_select(0, ids.to(weight.device)).float()  # [C, H]
         bias = getattr(head, "bias", None)
-        self.candidate_bias = None if bias is None else bias.detach()[ids].float()
+        self.candidate_bias = None if bias is None else bias.detach()[ids.to(bias.device)].float()
 
     @torch.inference_mode()
     def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
