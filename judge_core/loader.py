@@ -6,6 +6,9 @@ into `Qwen3_5ForCausalLM` through AutoModelForCausalLM (checked on transformers 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 
@@ -27,14 +30,29 @@ def is_gptq(config: dict) -> bool:
     return str(quant.get("quant_method", "")).lower() == "gptq"
 
 
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The safetensors files of a checkpoint dir: the shards of model.safetensors.index.json, or all."""
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / s for s in shards]
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors files in {path}")
+    return files
+
+
 def load_hf_model(path: str, *, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
     """An eval-mode causal LM on `device` in `dtype`, GPTQ checkpoints dequantized layer by layer."""
-    from pathlib import Path
-
     config = read_config(path)
-    # Old auto-gptq repos keep the quantization settings in quantize_config.json, not config.json.
-    legacy = Path(path).is_dir() and (Path(path) / "quantize_config.json").exists()
-    if is_gptq(config) or legacy:
+    if Path(path).is_dir():
+        from .gptq.format import is_gptq_checkpoint  # also reads old auto-gptq quantize_config.json
+
+        quantized = is_gptq_checkpoint(path)
+    else:
+        quantized = is_gptq(config)
+    if quantized:
         from .gptq import load_gptq_model
 
         return load_gptq_model(str(path), dtype=dtype, device=device).eval()

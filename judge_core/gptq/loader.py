@@ -10,7 +10,6 @@ Qwen3_5ForCausalLM, and `model.visual.*` / `mtp.*` (unused by the judge) are ski
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from .format import PACK, QuantConfig, default_g_idx, read_quant_json
+from ..loader import checkpoint_files
 from .linear import GPTQLinear
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,6 @@ SKIPPED_PREFIXES = ("model.visual.", "visual.", "mtp.")
 
 
 # -- reading the checkpoint -------------------------------------------------------------------------
-def checkpoint_files(path: str | Path) -> list[Path]:
-    """The safetensors files of a checkpoint dir: the shards of model.safetensors.index.json, or all."""
-    path = Path(path)
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [path / s for s in shards]
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors files in {path}")
-    return files
-
-
 def model_key(key: str) -> str | None:
     """Checkpoint key -> the Qwen3_5ForCausalLM state-dict key, or None for parts the judge does not use."""
     if key.startswith(SKIPPED_PREFIXES):
@@ -61,20 +48,6 @@ def iter_checkpoint(path: str | Path, device="cpu") -> Iterator[tuple[str, str, 
                 target = model_key(key)
                 if target is not None:
                     yield key, target, f.get_tensor(key)
-
-
-def checkpoint_keys(path: str | Path) -> dict[str, str]:
-    """model key -> checkpoint key, without reading any tensor."""
-    from safetensors import safe_open
-
-    keys = {}
-    for file in checkpoint_files(path):
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                target = model_key(key)
-                if target is not None:
-                    keys[target] = key
-    return keys
 
 
 def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:

@@ -20,7 +20,8 @@ import torch
 
 from .algorithm import pack_layer
 from .format import PACK, QuantConfig
-from .loader import checkpoint_files, model_key
+from ..loader import checkpoint_files
+from .loader import model_key
 from .sequential import METHODS, quantize_one, quantizable_linears, quantize_model
 
 log = logging.getLogger(__name__)

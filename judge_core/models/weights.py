@@ -12,7 +12,6 @@ Checkpoint keys: text-only `model.layers.N...`, multimodal `model.language_model
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..loader import checkpoint_files, read_config
 from .linear import FusedLinear, SplitLinear
 from .qwen3_5 import GatedDeltaNet, Qwen3_5Args, Qwen3_5Model
 
@@ -28,14 +28,6 @@ log = logging.getLogger(__name__)
 TEXT_PREFIXES = ("model.language_model.", "model.")   # multimodal first: it also starts with "model."
 UNUSED_PREFIXES = ("model.visual.", "visual.", "mtp.", "model.mtp.")
 FLOAT32_PARAMS = ("A_log", "dt_bias")                   # kept in float32 whatever the model dtype
-
-
-def read_config(path: str | Path) -> dict:
-    path = Path(path)
-    config_file = path / "config.json"
-    if not config_file.exists():
-        raise FileNotFoundError(f"{path}: no config.json (expected a local checkpoint directory)")
-    return json.loads(config_file.read_text())
 
 
 def text_key(raw: str) -> str | None:
@@ -58,13 +50,7 @@ class CheckpointReader:
         from safetensors import safe_open
 
         path = Path(path)
-        index = path / "model.safetensors.index.json"
-        if index.exists():
-            files = sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
-        else:
-            files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{path}: no *.safetensors files")
+        files = checkpoint_files(path)
         self.path = path
         device = torch.device(device)
         # safetensors names a CUDA device "cuda:N"
