@@ -11,15 +11,16 @@ PairScore per pair, in input order (scoring.py).
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .backends import load_backend
-from .loader import read_config, text_config
+from .backends import check_backend_name, load_backend
+from .checkpoint import quantization_config, read_config, resolve, text_config
+from .dtypes import default_device, resolve_device, resolve_dtype  # noqa: F401 - default_device re-exported
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass, plan_batches
-from .prompts import candidate_token_ids, render_prompt
+from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
 from .scoring import PairScore, combine_passes
 
@@ -28,67 +29,78 @@ from .scoring import PairScore, combine_passes
 CHUNK_PAIRS = 4096
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    # Never fp16 for Qwen3.5: some weights overflow it (DESIGN §4). bf16 on GPU, fp32 on CPU.
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
-    if dtype is None:
-        return default_dtype(device)
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
-             "fp16": torch.float16, "float16": torch.float16}
-    if str(dtype) not in names:
-        raise ValueError(f"unknown dtype {dtype!r}: expected one of {sorted(names)}")
-    return names[str(dtype)]
+def check_token_budget(token_budget) -> int | str:
+    if token_budget == "auto":
+        return token_budget
+    if isinstance(token_budget, bool) or not isinstance(token_budget, int) or token_budget < 1:
+        raise ValueError(f"token_budget must be a positive int or 'auto', got {token_budget!r}")
+    return token_budget
 
 
 class Judge:
     """A pairwise judge over one checkpoint. Build with `Judge.from_pretrained`."""
 
     def __init__(self, backend, tokenizer, *, token_budget: int = 32768, ascii_json: bool = True,
-                 max_context: int | None = None, **template_kwargs):
-        if not isinstance(token_budget, int) or token_budget < 1:
-            raise ValueError(f"token_budget must be a positive int, got {token_budget!r}")
+                 max_context: int | None = None, chat_template_kwargs: dict | None = None):
+        if check_token_budget(token_budget) == "auto":
+            raise ValueError("token_budget='auto' is resolved by Judge.from_pretrained; pass an int here")
         self.backend = backend
         self.tokenizer = tokenizer
         self.token_budget = token_budget
         self.ascii_json = ascii_json
-        self.template_kwargs = template_kwargs
+        self.chat_template_kwargs = check_template_kwargs(chat_template_kwargs)
+        if max_context is not None:
+            if isinstance(max_context, bool) or not isinstance(max_context, int) or max_context < 1:
+                raise ValueError(f"max_context must be a positive int, got {max_context!r}")
+            if max_context > backend.max_context:
+                raise ValueError(f"max_context={max_context} exceeds the model's context of {backend.max_context} "
+                                 "tokens (max_position_embeddings)")
         self.max_context = int(max_context or backend.max_context)
         self.candidate_ids = candidate_token_ids(tokenizer)
+        self.path = None  # the resolved checkpoint dir, set by from_pretrained
         self.last_run_stats: dict = {}
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, *, dtype=None, device=None, token_budget: int | str = 32768,
                         backend: str = "auto", ascii_json: bool = True, max_context: int | None = None,
-                        **template_kwargs) -> "Judge":
+                        chat_template_kwargs: dict | None = None, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | None = None) -> "Judge":
+        """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
+
+        dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
+        backend: "auto" (packed where it loads the checkpoint, else hf), "packed" or "hf".
+        token_budget: tokens per forward batch, or "auto" (sized from free GPU memory).
+        chat_template_kwargs: extra chat-template variables, e.g. {"enable_thinking": False}.
+        revision / token / cache_dir: for hub ids, as in huggingface_hub.
+        """
         from transformers import AutoTokenizer
 
-        path = str(path_or_repo_id)
-        device = torch.device(device) if device is not None else default_device()
+        # Every argument is checked before anything is loaded or downloaded.
+        check_token_budget(token_budget)
+        check_backend_name(backend)
+        template_kwargs = check_template_kwargs(chat_template_kwargs)
+        device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
+        path = resolve(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
         config = read_config(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
         candidates = candidate_token_ids(tokenizer)
-        engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config)
+        engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config,
+                              quant=quantization_config(path, config))
         if token_budget == "auto":
             from .gptq.budget import auto_token_budget
 
             token_budget = auto_token_budget(text_config(config), device)
-        return cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
-                   **template_kwargs)
+        judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
+                    chat_template_kwargs=template_kwargs)
+        judge.path = path
+        return judge
 
     # -- request -> prompt -> tokens ------------------------------------------------------------
     def prompt(self, instruction: str, a: str, b: str) -> str:
         """The exact prompt text of one pass (A and B as shown)."""
-        return render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json, **self.template_kwargs)
+        return render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json,
+                             chat_template_kwargs=self.chat_template_kwargs)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -100,87 +112,106 @@ class Judge:
     def compare(self, instruction: str, response_1: str, response_2: str) -> PairScore:
         return self.compare_many([(instruction, response_1, response_2)])[0]
 
-    def compare_many(self, pairs: Iterable[Any], *, progress=False) -> list[PairScore]:
+    def compare_many(self, pairs: Iterable[Any], *, progress=False,
+                     on_result: Callable[[int, PairScore], None] | None = None) -> list[PairScore]:
         """Score every pair; results in input order. A bad pair gets `error` set; nothing raises for it.
 
+        pairs: an iterable of (instruction, response_1, response_2) tuples or dicts with those keys.
         progress: False, True (a tqdm bar with pairs/s and tokens/s), or a tqdm-like object to update.
+        on_result: called as on_result(index, score) for each pair as soon as both its passes are done
+            (completion order, not input order), e.g. to save verdicts before the whole run ends.
         """
+        if isinstance(pairs, (dict, str, bytes)):
+            raise TypeError(f"compare_many expects an iterable of pairs, got a {type(pairs).__name__}: "
+                            "wrap a single pair in a list, or use compare()")
         pairs = list(pairs)
+        if len(pairs) == 3 and all(isinstance(p, str) for p in pairs):
+            raise TypeError("compare_many got three strings: that is one pair; use compare(instruction, r1, r2) "
+                            "or compare_many([(instruction, r1, r2)])")
         bar, own_bar = self._progress_bar(progress, len(pairs))
         totals = {"pairs": len(pairs), "prompts": 0, "real_tokens": 0, "computed_tokens": 0, "batches": 0,
                   "oom_splits": 0, "seconds": 0.0}
         results: list[PairScore] = []
         try:
             for start in range(0, len(pairs), CHUNK_PAIRS):
-                results.extend(self._score_chunk(pairs[start:start + CHUNK_PAIRS], bar, totals))
+                def report(i: int, score: PairScore, start=start) -> None:
+                    if bar is not None:
+                        bar.update(1)
+                    if on_result is not None:
+                        on_result(start + i, score)
+
+                results.extend(self._score_chunk(pairs[start:start + CHUNK_PAIRS], report, bar, totals))
         finally:
             if own_bar:
                 bar.close()
         self.last_run_stats = totals
         return results
 
-    def _score_chunk(self, pairs: Sequence[Any], bar, totals: dict) -> list[PairScore]:
+    def _score_chunk(self, pairs: Sequence[Any], report, bar, totals: dict) -> list[PairScore]:
         results: list[PairScore | None] = [None] * len(pairs)
+
+        def finish(i: int, score: PairScore) -> None:
+            results[i] = score
+            report(i, score)
+
         texts: list[str] = []
         owner: list[int] = []  # owner[k] = index of the pair that prompt k belongs to (2 per pair)
         for i, raw in enumerate(pairs):
             try:
                 pair = normalize_pair(raw)
             except PairError as e:
-                results[i] = PairScore.failed(str(e))
+                finish(i, PairScore.failed(str(e)))
                 continue
             for shown in dual_pass(pair):
                 texts.append(self.prompt(*shown))
                 owner.append(i)
-        if bar is not None:
-            bar.update(sum(r is not None for r in results))  # rejected pairs count as done
         sequences = self.tokenize(texts)
 
         runnable: list[int] = []  # prompt indices that go to the model
         for k in range(0, len(sequences), 2):
-            i = owner[k]
             longest = max(len(sequences[k]), len(sequences[k + 1]))
             if longest > self.max_context:
-                results[i] = PairScore.failed(
+                finish(owner[k], PairScore.failed(
                     f"prompt of {longest} tokens exceeds the model's context of {self.max_context} tokens",
-                    tokens=(len(sequences[k]), len(sequences[k + 1])))
-                if bar is not None:
-                    bar.update(1)
+                    tokens=(len(sequences[k]), len(sequences[k + 1]))))
             else:
                 runnable += [k, k + 1]
 
         lengths = [len(sequences[k]) for k in runnable]
         batches = plan_batches(lengths, self.token_budget, self.backend.counts_padding)
+        row_of = {k: j for j, k in enumerate(runnable)}
+        waiting = {owner[k]: 2 for k in runnable[::2]}  # passes still to come, per pair
         t0 = time.perf_counter()
         done_tokens = 0
 
-        def on_batch(batch: list[int]) -> None:
+        def on_batch(batch: list[int], logits: torch.Tensor, errors: dict[int, str]) -> None:
             nonlocal done_tokens
             done_tokens += sum(lengths[j] for j in batch)
+            for j in batch:
+                i = owner[runnable[j]]
+                waiting[i] -= 1
+                if waiting[i] == 0:
+                    finish(i, self._pair_score(sequences, runnable[j] - runnable[j] % 2, row_of, logits, errors))
             if bar is not None:
-                bar.update(len(batch) / 2)
                 bar.set_postfix(tok_s=f"{done_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
 
-        logits, errors, stats = run_batches(self.backend, [sequences[k] for k in runnable], batches, on_batch)
-
-        row_of = {k: j for j, k in enumerate(runnable)}
-        for k in range(0, len(sequences), 2):
-            i = owner[k]
-            if results[i] is not None:
-                continue
-            tokens = (len(sequences[k]), len(sequences[k + 1]))
-            j1, j2 = row_of[k], row_of[k + 1]
-            failure = errors.get(j1) or errors.get(j2)
-            if failure:
-                results[i] = PairScore.failed(failure, tokens=tokens)
-            else:
-                results[i] = combine_passes(tuple(logits[j1].tolist()), tuple(logits[j2].tolist()), tokens)
+        _, _, stats = run_batches(self.backend, [sequences[k] for k in runnable], batches, on_batch)
 
         totals["prompts"] += len(runnable)
         totals["real_tokens"] += sum(lengths)
         for key in ("computed_tokens", "batches", "oom_splits", "seconds"):
             totals[key] += stats[key]
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _pair_score(sequences, k: int, row_of: dict, logits: torch.Tensor, errors: dict) -> PairScore:
+        """The PairScore of the pair whose passes are prompts k and k + 1 (rows row_of[k], row_of[k + 1])."""
+        tokens = (len(sequences[k]), len(sequences[k + 1]))
+        j1, j2 = row_of[k], row_of[k + 1]
+        failure = errors.get(j1) or errors.get(j2)
+        if failure:
+            return PairScore.failed(failure, tokens=tokens)
+        return combine_passes(tuple(logits[j1].tolist()), tuple(logits[j2].tolist()), tokens)
 
     @staticmethod
     def _progress_bar(progress, total: int):

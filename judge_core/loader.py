@@ -1,61 +1,34 @@
-"""Checkpoint -> torch model: dense checkpoints through transformers, GPTQ ones through our loader.
+"""Checkpoint dir -> transformers causal LM (the hf backend and the reference twin).
 
-Both Qwen3.5 layouts (text-only `model.layers.N` and multimodal `model.language_model.layers.N`) load
-into `Qwen3_5ForCausalLM` through AutoModelForCausalLM (checked on transformers 5.23).
+Dense checkpoints load through transformers: both Qwen3.5 layouts (text-only `model.layers.N` and
+multimodal `model.language_model.layers.N`) load into `Qwen3_5ForCausalLM` through
+AutoModelForCausalLM (checked on transformers 5.23). GPTQ checkpoints load through our own loader
+(judge_core/gptq), never through optimum/gptqmodel. The path must already be resolved
+(judge_core.checkpoint.resolve): hub ids never reach this module.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from .checkpoint import quant_method
 
-def read_config(path: str) -> dict:
-    """config.json as a dict, from a local directory or a hub id (through transformers' resolver)."""
-    from transformers import PretrainedConfig
-
-    config, _ = PretrainedConfig.get_config_dict(str(path))
-    return config
+LOADERS = ("gptq",)  # quantization methods the hf backend reads; a float checkpoint needs none
 
 
-def text_config(config: dict) -> dict:
-    """The language model's part of a config (multimodal checkpoints nest it under text_config)."""
-    return config.get("text_config") or config
-
-
-def is_gptq(config: dict) -> bool:
-    quant = config.get("quantization_config") or text_config(config).get("quantization_config") or {}
-    return str(quant.get("quant_method", "")).lower() == "gptq"
-
-
-def checkpoint_files(path: str | Path) -> list[Path]:
-    """The safetensors files of a checkpoint dir: the shards of model.safetensors.index.json, or all."""
+def load_hf_model(path: str | Path, *, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """An eval-mode causal LM on `device` in `dtype`, GPTQ layers kept 4-bit (GPTQLinear)."""
     path = Path(path)
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [path / s for s in shards]
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors files in {path}")
-    return files
-
-
-def load_hf_model(path: str, *, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
-    """An eval-mode causal LM on `device` in `dtype`, GPTQ checkpoints dequantized layer by layer."""
-    config = read_config(path)
-    if Path(path).is_dir():
-        from .gptq.format import is_gptq_checkpoint  # also reads old auto-gptq quantize_config.json
-
-        quantized = is_gptq_checkpoint(path)
-    else:
-        quantized = is_gptq(config)
-    if quantized:
+    method = quant_method(path)
+    if method == "gptq":
         from .gptq import load_gptq_model
 
-        return load_gptq_model(str(path), dtype=dtype, device=device).eval()
+        return load_gptq_model(path, dtype=dtype, device=device).eval()
+    if method is not None:
+        raise ValueError(f"{path}: quant_method={method!r} is not supported by judge_core's hf loader "
+                         f"(supported: {LOADERS})")
     from transformers import AutoModelForCausalLM
 
     # No device_map: it needs accelerate. Load on the CPU, then move once.

@@ -31,13 +31,29 @@ def messages(instruction: str, a: str, b: str, *, ascii_json: bool = True) -> li
     ]
 
 
-def render_prompt(tokenizer, instruction: str, a: str, b: str, *, ascii_json: bool = True, **template_kwargs) -> str:
-    """The full prompt text through the checkpoint's own chat template (no extra kwargs unless given)."""
+def check_template_kwargs(chat_template_kwargs) -> dict:
+    """The chat template's extra variables (e.g. {"enable_thinking": False}) as a plain dict.
+
+    Passed as one explicit dict, never as **kwargs, so that a misspelled judge option is an error
+    instead of a template variable nobody reads."""
+    if chat_template_kwargs is None:
+        return {}
+    if not isinstance(chat_template_kwargs, dict) or not all(isinstance(k, str) for k in chat_template_kwargs):
+        raise TypeError(f"chat_template_kwargs must be a dict with str keys, got {chat_template_kwargs!r}")
+    reserved = {"messages", "tokenize", "add_generation_prompt"} & set(chat_template_kwargs)
+    if reserved:
+        raise ValueError(f"chat_template_kwargs may not set {sorted(reserved)}: the judge sets them")
+    return dict(chat_template_kwargs)
+
+
+def render_prompt(tokenizer, instruction: str, a: str, b: str, *, ascii_json: bool = True,
+                  chat_template_kwargs: dict | None = None) -> str:
+    """The full prompt text through the checkpoint's own chat template (no extra variables unless given)."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("the tokenizer has no chat_template: the judge needs the checkpoint's chat template")
     return tokenizer.apply_chat_template(
-        messages(instruction, a, b, ascii_json=ascii_json), tokenize=False, add_generation_prompt=True, **template_kwargs
-    )
+        messages(instruction, a, b, ascii_json=ascii_json), tokenize=False, add_generation_prompt=True,
+        **(chat_template_kwargs or {}))
 
 
 def candidate_token_ids(tokenizer, candidates: Sequence[str] = CANDIDATES) -> list[int]:

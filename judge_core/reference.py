@@ -13,10 +13,12 @@ from typing import Any, Iterable
 
 import torch
 
+from .checkpoint import resolve
+from .dtypes import check_dtype, parse_dtype
 from .loader import load_hf_model
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass
-from .prompts import candidate_token_ids, render_prompt
+from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .scoring import PairScore, combine_passes
 
 MISSING_LOGPROB = -100.0  # the card's stand-in for a token outside the returned top-k
@@ -24,27 +26,31 @@ MISSING_LOGPROB = -100.0  # the card's stand-in for a token outside the returned
 
 class ReferenceJudge:
     def __init__(self, model: torch.nn.Module, tokenizer, *, top_k: int | None = None, ascii_json: bool = True,
-                 **template_kwargs):
+                 chat_template_kwargs: dict | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.top_k = top_k
         self.ascii_json = ascii_json
-        self.template_kwargs = template_kwargs
+        self.chat_template_kwargs = check_template_kwargs(chat_template_kwargs)
         self.candidate_ids = candidate_token_ids(tokenizer)
 
     @classmethod
-    def from_pretrained(cls, path, *, dtype: torch.dtype = torch.float32, device="cpu", top_k: int | None = None,
-                        ascii_json: bool = True, **template_kwargs) -> "ReferenceJudge":
+    def from_pretrained(cls, path, *, dtype: torch.dtype | str = torch.float32, device="cpu", top_k: int | None = None,
+                        ascii_json: bool = True, chat_template_kwargs: dict | None = None,
+                        revision: str | None = None) -> "ReferenceJudge":
         from transformers import AutoTokenizer
 
-        model = load_hf_model(str(path), dtype=dtype, device=torch.device(device))
+        dtype = check_dtype(parse_dtype(dtype))
+        path = resolve(path, revision=revision)
+        model = load_hf_model(path, dtype=dtype, device=torch.device(device))
         return cls(model, AutoTokenizer.from_pretrained(str(path)), top_k=top_k, ascii_json=ascii_json,
-                   **template_kwargs)
+                   chat_template_kwargs=chat_template_kwargs)
 
     @torch.inference_mode()
     def pass_logprobs(self, instruction: str, a: str, b: str) -> tuple[tuple[float, float], int]:
         """(logprob of "A", logprob of "B") for one pass, and the prompt's token count."""
-        text = render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json, **self.template_kwargs)
+        text = render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json,
+                             chat_template_kwargs=self.chat_template_kwargs)
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         device = next(self.model.parameters()).device
         # logits_to_keep=1: the full head at the last position only, as vLLM computes it for max_tokens=1.

@@ -28,10 +28,11 @@ def _release_memory(device: torch.device) -> None:
 
 
 def run_batches(backend, sequences: Sequence[Sequence[int]], batches: Sequence[Sequence[int]],
-                on_batch: Callable[[list[int]], None] | None = None):
-    """Run every planned batch; returns (logits [N, C] float32 with NaN rows for failures, errors dict).
+                on_batch: Callable[[list[int], torch.Tensor, dict], None] | None = None):
+    """Run every planned batch; returns (logits [N, C] float32 with NaN rows for failures, errors dict, stats).
 
-    errors maps a sequence index to a message; `on_batch(indices)` is called after each finished batch.
+    errors maps a sequence index to a message. `on_batch(indices, logits, errors)` is called after each
+    finished batch, with the logits and errors of all sequences so far (rows of `indices` are final).
     """
     n_cand = None
     out: torch.Tensor | None = None
@@ -65,7 +66,9 @@ def run_batches(backend, sequences: Sequence[Sequence[int]], batches: Sequence[S
     for batch in batches:
         run(list(batch))
         if on_batch is not None:
-            on_batch(list(batch))
+            if out is None:  # every prompt so far failed alone: no logits yet
+                out = torch.full((len(sequences), 2), float("nan"))
+            on_batch(list(batch), out, errors)
     stats["seconds"] = time.perf_counter() - t0
     if out is None:
         out = torch.full((len(sequences), 2), float("nan"))

@@ -149,9 +149,10 @@ def test_unicode_json_option_gives_fewer_tokens(tiny_text_ckpt, text_judge):
 
 
 def test_template_kwargs_pass_through(tiny_text_ckpt):
-    judge = Judge.from_pretrained(tiny_text_ckpt, backend="hf", enable_thinking=False)
+    no_thinking = {"enable_thinking": False}
+    judge = Judge.from_pretrained(tiny_text_ckpt, backend="hf", chat_template_kwargs=no_thinking)
     assert judge.prompt("i", "a", "b").endswith("</think>\n\n")
-    ref = ReferenceJudge.from_pretrained(tiny_text_ckpt, enable_thinking=False)
+    ref = ReferenceJudge.from_pretrained(tiny_text_ckpt, chat_template_kwargs=no_thinking)
     pair = ("i", "a b c", "d e")
     assert abs(judge.compare(*pair).p1 - ref.compare(*pair).p1) < TOL_PP
 

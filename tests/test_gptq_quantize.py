@@ -13,7 +13,7 @@ from safetensors import safe_open
 from judge_core.gptq import GPTQLinear, dequantize_checkpoint, is_gptq_checkpoint, load_gptq_model, quantize_checkpoint
 from judge_core.gptq.algorithm import quantize_gptq, quantize_rtn
 from judge_core.gptq.format import QuantConfig, unpack_cols
-from judge_core.loader import checkpoint_files
+from judge_core.checkpoint import checkpoint_files
 
 PAIRS = [
     ("Write a two-line poem about a kettle.",

@@ -42,7 +42,7 @@ def test_contract(packed_text):
 
 def test_supports(tiny_text_ckpt, tiny_mm_ckpt, tiny_qwen3_ckpt):
     from judge_core.backends import choose_backend
-    from judge_core.loader import read_config
+    from judge_core.checkpoint import read_config
 
     cpu = torch.device("cpu")
     assert supports(read_config(tiny_text_ckpt), cpu) and supports(read_config(tiny_mm_ckpt), cpu)

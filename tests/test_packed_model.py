@@ -89,7 +89,7 @@ def test_bf16_against_fp32(tiny_text_ckpt):
 def test_fusions_and_config(tiny_mm_ckpt):
     from judge_core.models.linear import FusedLinear
     from judge_core.models.qwen3_5 import Qwen3_5Args
-    from judge_core.loader import read_config
+    from judge_core.checkpoint import read_config
 
     model = load_qwen3_5(tiny_mm_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
     args = model.args

@@ -25,7 +25,7 @@ def test_render_prompt_uses_template_and_kwargs(qwen_tokenizer):
     prompt = render_prompt(qwen_tokenizer, "I", "a", "b")
     assert prompt.startswith("<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n<|im_start|>user\n")
     assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n<think>\n")
-    no_think = render_prompt(qwen_tokenizer, "I", "a", "b", enable_thinking=False)
+    no_think = render_prompt(qwen_tokenizer, "I", "a", "b", chat_template_kwargs={"enable_thinking": False})
     assert no_think.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 

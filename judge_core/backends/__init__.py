@@ -1,10 +1,17 @@
-"""Forward backends: `hf` (transformers, right padding) and `packed` (our Qwen3.5 over cu_seqlens)."""
+"""Forward backends: `hf` (transformers, right padding) and `packed` (our Qwen3.5 over cu_seqlens).
+
+`auto` picks packed where it can load the checkpoint (a Qwen3.5 config it implements, a quantization it
+reads) and hf otherwise; if packed still fails to load the checkpoint it falls back to hf and says so.
+"""
 
 from __future__ import annotations
 
 import importlib
+import logging
 
 import torch
+
+log = logging.getLogger(__name__)
 
 BACKENDS = {
     "hf": "judge_core.backends.hf:HFBackend",
@@ -17,25 +24,38 @@ def _import(name: str):
     return getattr(importlib.import_module(module_name), cls_name)
 
 
-def choose_backend(name: str, config: dict, device: torch.device) -> str:
-    """Resolve "auto": the packed backend where it supports the model and device, else hf."""
-    if name != "auto":
-        if name not in BACKENDS:
-            raise ValueError(f"unknown backend {name!r}: expected 'auto' or one of {sorted(BACKENDS)}")
+def check_backend_name(name: str) -> str:
+    if name != "auto" and name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected 'auto' or one of {sorted(BACKENDS)}")
+    return name
+
+
+def choose_backend(name: str, config: dict, device: torch.device, quant: dict | None = None) -> str:
+    """Resolve "auto" from the config: packed where it supports the model, quantization and device, else hf."""
+    if check_backend_name(name) != "auto":
         return name
-    try:
-        packed = importlib.import_module("judge_core.backends.packed")
-    except ImportError:
-        return "hf"
-    return "packed" if packed.supports(config, device) else "hf"
+    from .packed import supports
+
+    return "packed" if supports(config, device, quant) else "hf"
 
 
-def load_backend(name: str, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int],
-                 config: dict | None = None):
-    """Construct backend `name` ("auto" resolved against the checkpoint's config)."""
-    if config is None:
-        from ..loader import read_config
+def load_backend(name: str, path, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int],
+                 config: dict | None = None, quant: dict | None = None):
+    """Construct backend `name` over a resolved checkpoint dir ("auto" resolved against its config)."""
+    from ..checkpoint import quantization_config, read_config
 
-        config = read_config(path)
-    resolved = choose_backend(name, config, device)
-    return _import(resolved)(path, dtype=dtype, device=device, candidate_ids=candidate_ids)
+    config = read_config(path) if config is None else config
+    quant = quantization_config(path, config) if quant is None else quant
+    chosen = choose_backend(name, config, device, quant)
+    if name == "auto" and chosen == "packed":
+        try:
+            backend = _import("packed")(path, dtype=dtype, device=device, candidate_ids=candidate_ids)
+        except (ValueError, KeyError, NotImplementedError) as e:
+            log.warning("backend auto: packed cannot load %s (%s); using hf", path, e)
+            chosen = "hf"
+        else:
+            log.info("backend auto: packed")
+            return backend
+    if name == "auto":
+        log.info("backend auto: %s", chosen)
+    return _import(chosen)(path, dtype=dtype, device=device, candidate_ids=candidate_ids)

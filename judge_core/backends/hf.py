@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from ..candidate_head import read_candidate_head
+from ..dtypes import check_dtype
 from ..loader import load_hf_model
 
 
@@ -21,22 +23,19 @@ class HFBackend:
 
     def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
         self.device = torch.device(device)
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype)
         self.model = load_hf_model(path, dtype=dtype, device=self.device)
         self.base = self.model.base_model  # embeddings + layers + final norm, no lm_head
         text = self.model.config.get_text_config()
         self.max_context = int(getattr(text, "max_position_embeddings", None) or 32768)
         pad = getattr(text, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0  # any valid id: nothing ever reads it
-        self.softcap = getattr(text, "final_logit_softcapping", None)
-        head = self.model.get_output_embeddings()
-        ids = torch.tensor(candidate_ids)
-        # fp32 copy of the few rows we need: the head matmul costs nothing at two rows.
-        # A third-party GPTQ checkpoint may quantize the head too: read its rows dequantized.
-        weight = head.dequantized_weight(torch.float32) if hasattr(head, "dequantized_weight") else head.weight
-        self.candidate_rows = weight.detach().index_select(0, ids.to(weight.device)).float()  # [C, H]
-        bias = getattr(head, "bias", None)
-        self.candidate_bias = None if bias is None else bias.detach()[ids.to(bias.device)].float()
+        # The candidate rows only (a GPTQ head read dequantized), with bias and softcap if the model has them.
+        self.head = read_candidate_head(self.model.get_output_embeddings(), candidate_ids,
+                                        softcap=getattr(text, "final_logit_softcapping", None))
+        self.head.rows = self.head.rows.to(self.device)
+        if self.head.bias is not None:
+            self.head.bias = self.head.bias.to(self.device)
 
     @torch.inference_mode()
     def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -51,9 +50,4 @@ class HFBackend:
         ids = ids.to(self.device, non_blocking=True)
         hidden = self.base(input_ids=ids, use_cache=False).last_hidden_state  # [rows, width, H]
         last = hidden[torch.arange(rows, device=self.device), (lengths - 1).to(self.device)]  # [rows, H]
-        logits = last.float() @ self.candidate_rows.T
-        if self.candidate_bias is not None:
-            logits = logits + self.candidate_bias
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits.cpu()
+        return self.head.logits(last).cpu()

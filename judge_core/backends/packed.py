@@ -21,18 +21,28 @@ from typing import Sequence
 
 import torch
 
+from ..dtypes import check_dtype
 from ..models.batch import PackedBatch
 from ..models.qwen3_5 import MODEL_TYPES, Qwen3_5Args
 from ..models.weights import load_qwen3_5
 
+PACKED_QUANT_METHODS = ("gptq",)  # what models/weights.py reads besides float weights
 
-def supports(config: dict, device: torch.device | str | None = None) -> bool:
-    """True when `auto` should pick `packed`: a Qwen3.5 config (text-only or multimodal).
 
-    Any device: CUDA uses fla / flash-attn / our conv kernel where installed and correct torch paths
-    where not; the CPU path is at least as fast as `hf` on the tiny model (measured, see module doc).
+def supports(config: dict, device: torch.device | str | None = None, quant: dict | None = None) -> bool:
+    """True when `auto` should pick `packed`: a Qwen3.5 config this forward implements (text-only or
+    multimodal), float or GPTQ weights, no head bias / logit softcap.
+
+    Any device: CUDA uses fla / our kernels where installed and correct torch paths where not; the CPU
+    path is at least as fast as `hf` on the tiny model (measured, see module doc).
     """
+    from ..checkpoint import text_config
+
     if config.get("model_type") not in MODEL_TYPES:
+        return False
+    if quant is not None and quant.get("quant_method") not in PACKED_QUANT_METHODS:
+        return False
+    if text_config(config).get("final_logit_softcapping"):
         return False
     try:
         Qwen3_5Args.from_config(config)
@@ -47,10 +57,7 @@ class PackedBackend:
 
     def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
         self.device = torch.device(device)
-        self.dtype = dtype
-        if dtype == torch.float16:
-            # DESIGN §4: some Qwen3.5-4B weights hold values that overflow fp16.
-            raise ValueError("dtype=torch.float16 is not supported for Qwen3.5: use bfloat16 or float32")
+        self.dtype = check_dtype(dtype)
         self.candidate_ids = [int(i) for i in candidate_ids]
         self.model = load_qwen3_5(path, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
         self.max_context = self.model.args.max_position_embeddings

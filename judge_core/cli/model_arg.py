@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="checkpoint directory or hub id; `tiny` = the embedded random tiny judge")
+    parser.add_argument("model", help="checkpoint directory or hub repo id (org/name, read from the Hugging Face "
+                                      "cache, downloaded unless HF_HUB_OFFLINE=1); `tiny` = the embedded random judge")
+    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) for a repo id")
     parser.add_argument("--dtype", default=None, help="bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     parser.add_argument("--backend", default="auto", help="auto | hf | packed (default: auto)")
@@ -20,12 +23,37 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pass enable_thinking=False to the chat template")
 
 
-def resolve_model(name: str) -> str:
+def resolve_model(name: str, revision: str | None = None) -> str:
+    """A checkpoint directory for MODEL: `tiny`, a local dir or a hub repo id (judge_core.checkpoint.resolve)."""
     if name == "tiny":
         from ..embedded import default_checkpoint
 
         return str(default_checkpoint())
-    return name
+    from ..checkpoint import resolve
+
+    return str(resolve(name, revision=revision))
+
+
+def usage_error(message: str) -> SystemExit:
+    """One line on stderr and exit status 2 (a bad option or model: nothing was done)."""
+    print(f"error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def check_judge_arguments(args) -> None:
+    """Everything about the judge options that can be checked without loading anything (exit 2 if wrong)."""
+    from ..backends import check_backend_name
+    from ..dtypes import parse_dtype, check_dtype
+
+    try:
+        check_backend_name(args.backend)
+        if args.dtype is not None:
+            check_dtype(parse_dtype(args.dtype))
+        parse_budget(args.token_budget)
+        if args.max_context is not None and args.max_context < 1:
+            raise ValueError(f"--max-context must be a positive integer, got {args.max_context}")
+    except ValueError as e:
+        raise usage_error(str(e)) from None
 
 
 def parse_budget(text: str):
@@ -34,17 +62,25 @@ def parse_budget(text: str):
     try:
         value = int(text)
     except ValueError:
-        raise SystemExit(f"--token-budget must be a positive integer or 'auto', got {text!r}") from None
+        raise ValueError(f"--token-budget must be a positive integer or 'auto', got {text!r}") from None
     if value < 1:
-        raise SystemExit(f"--token-budget must be a positive integer or 'auto', got {text!r}")
+        raise ValueError(f"--token-budget must be a positive integer or 'auto', got {text!r}")
     return value
 
 
 def judge_from_args(args):
+    """The Judge the options describe; a bad option or checkpoint ends the command with one line (exit 2)."""
     from ..api import Judge
+    from ..checkpoint import CheckpointError
 
-    kwargs = {"enable_thinking": False} if args.no_thinking else {}
-    return Judge.from_pretrained(resolve_model(args.model), dtype=args.dtype, device=args.device,
-                                 backend=args.backend, token_budget=parse_budget(args.token_budget),
-                                 ascii_json=not args.unicode_json,
-                                 max_context=args.max_context, **kwargs)
+    check_judge_arguments(args)
+    try:
+        judge = Judge.from_pretrained(resolve_model(args.model, args.revision), dtype=args.dtype, device=args.device,
+                                     backend=args.backend, token_budget=parse_budget(args.token_budget),
+                                     ascii_json=not args.unicode_json, max_context=args.max_context,
+                                     chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
+    except (CheckpointError, ValueError, TypeError) as e:
+        raise usage_error(str(e)) from None
+    print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "
+          f"{judge.backend.device}, token budget {judge.token_budget})", file=sys.stderr)
+    return judge

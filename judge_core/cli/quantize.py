@@ -1,6 +1,7 @@
 """`judge-core quantize SRC OUT`: write a GPTQ 4-bit copy of a float judge checkpoint.
 
-SRC is a checkpoint dir or "tiny" (the embedded tiny judge). The output loads with
+SRC is a checkpoint dir, a hub repo id (read from the Hugging Face cache, downloaded unless
+HF_HUB_OFFLINE=1) or "tiny" (the embedded tiny judge). The output loads with
 `Judge.from_pretrained(OUT)` and with any GPTQ reader of the same format (DESIGN §4).
 """
 
@@ -10,7 +11,8 @@ HELP = "quantize a float judge checkpoint to GPTQ 4-bit (round-to-nearest or GPT
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("src", help="float checkpoint dir, or 'tiny' for the embedded tiny judge")
+    parser.add_argument("src", help="float checkpoint dir, hub repo id, or 'tiny' for the embedded tiny judge")
+    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) when SRC is a repo id")
     parser.add_argument("out", help="output dir for the GPTQ checkpoint")
     parser.add_argument("--method", choices=("rtn", "gptq"), default="gptq",
                         help="gptq: Hessian-based with calibration prompts (default); rtn: round-to-nearest, no data")
@@ -27,21 +29,31 @@ def add_arguments(parser) -> None:
     parser.add_argument("--calib-max-tokens", type=int, default=2048, help="tokens kept per calibration prompt")
     parser.add_argument("--damp", type=float, default=0.01, help="Hessian dampening, fraction of its mean diagonal")
     parser.add_argument("--device", help="device for the float math (default: cuda if available)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="dtype of the calibration forwards (bfloat16 halves their memory; Hessians stay fp32)")
+    parser.add_argument("--dtype", default="fp32",
+                        help="fp32 | bf16 (as in `score --dtype`): dtype of the calibration forwards "
+                             "(bf16 halves their memory; Hessians stay fp32)")
 
 
 def run(args) -> int:
     import logging
 
-    import torch
-
+    from ..checkpoint import CheckpointError
+    from ..dtypes import check_dtype, parse_dtype, resolve_device
     from ..gptq import quantize_checkpoint
+    from .model_arg import usage_error
 
+    try:
+        dtype = check_dtype(parse_dtype(args.dtype))
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise usage_error(str(e)) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = quantize_checkpoint(args.src, args.out, method=args.method, group_size=args.group_size,
-                              desc_act=args.desc_act, sym=args.sym, checkpoint_format=args.checkpoint_format,
-                              calib=args.calib, calib_n=args.calib_n, calib_max_tokens=args.calib_max_tokens,
-                              damp=args.damp, device=args.device, compute_dtype=getattr(torch, args.dtype))
+    try:
+        out = quantize_checkpoint(args.src, args.out, method=args.method, group_size=args.group_size,
+                                  desc_act=args.desc_act, sym=args.sym, checkpoint_format=args.checkpoint_format,
+                                  calib=args.calib, calib_n=args.calib_n, calib_max_tokens=args.calib_max_tokens,
+                                  damp=args.damp, device=device, compute_dtype=dtype, revision=args.revision)
+    except CheckpointError as e:
+        raise usage_error(str(e)) from None
     print(f"wrote {out}")
     return 0

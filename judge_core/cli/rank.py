@@ -47,10 +47,16 @@ def build_judge(args):
 
 
 def judge_label(args) -> str:
-    """What the cache file is tied to: the model and the options that change the prompt text."""
-    from .model_arg import resolve_model
+    """What the cache file is tied to: the model and the options that change the prompt text.
 
-    model = resolve_model(args.model) if args.model == "tiny" else args.model
+    The model as the user named it (plus revision), not where it lives: moving JUDGE_CORE_CACHE or the
+    hub cache does not invalidate earlier judgements."""
+    if args.model == "tiny":
+        from ..embedded.checkpoint import EMBEDDED_NAME
+
+        model = f"tiny:{EMBEDDED_NAME}"
+    else:
+        model = args.model + (f"@{args.revision}" if getattr(args, "revision", None) else "")
     return f"{model}|ascii_json={not args.unicode_json}|no_thinking={args.no_thinking}"
 
 

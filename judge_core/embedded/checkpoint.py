@@ -9,11 +9,18 @@ every prompt path is exercised as it would be on `selfhypnosis-ai/Qwen3.5-4B-Cre
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 
 from .tokenizer import cache_dir, copy_tokenizer_to
+
+# The embedded default's name in the cache; a new name whenever what it builds changes.
+EMBEDDED_NAME = "tiny-qwen3_5-judge-v1"
+# What a complete checkpoint dir holds: a build interrupted before the last of these was written is redone.
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 LAYOUTS = ("text", "multimodal", "qwen3")
 
@@ -114,9 +121,31 @@ def build_checkpoint(out_dir: str | os.PathLike, layout: str = "text", *, seed: 
     return out
 
 
+def is_complete(path: Path) -> bool:
+    return all((path / name).is_file() for name in CHECKPOINT_FILES)
+
+
 def default_checkpoint() -> Path:
-    """The embedded default judge: a tiny random text-layout Qwen3.5, built once into the cache."""
-    target = cache_dir() / "tiny-qwen3_5-judge-v1"
-    if not (target / "config.json").exists():
-        build_checkpoint(target, "text", seed=0)
+    """The embedded default judge: a tiny random text-layout Qwen3.5, built once into the cache.
+
+    Built in a temporary directory and renamed into place, so an interrupted build (Ctrl-C) or a second
+    process building at the same time never leaves a half-written judge behind; an incomplete one left
+    by an older version is rebuilt.
+    """
+    target = cache_dir() / EMBEDDED_NAME
+    if is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{EMBEDDED_NAME}-"))
+    try:
+        build_checkpoint(tmp, "text", seed=0)
+        if target.exists() and not is_complete(target):
+            shutil.rmtree(target, ignore_errors=True)   # a partial build from before atomic builds
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not is_complete(target):  # not a lost race: something else is in the way
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target

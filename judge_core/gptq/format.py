@@ -15,7 +15,6 @@ carries into the next nibble instead. Our quantizer therefore never writes z = 0
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,28 +71,11 @@ class QuantConfig:
                    sym=bool(quant.get("sym", True)), checkpoint_format=fmt)
 
 
-def read_quant_json(path: str | Path) -> dict | None:
-    """The raw GPTQ quantization config of a checkpoint dir, or None when it is not quantized.
-
-    Looked up in config.json (top level, then text_config), then in a legacy quantize_config.json.
-    """
-    path = Path(path)
-    config_file = path / "config.json"
-    if config_file.exists():
-        config = json.loads(config_file.read_text())
-        quant = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
-        if quant:
-            return dict(quant, quant_method=quant.get("quant_method", "gptq"))
-    legacy = path / "quantize_config.json"
-    if legacy.exists():
-        return dict(json.loads(legacy.read_text()), quant_method="gptq")
-    return None
-
-
 def is_gptq_checkpoint(path: str | Path) -> bool:
-    """True when the checkpoint dir's config declares quant_method "gptq"."""
-    quant = read_quant_json(path)
-    return quant is not None and str(quant.get("quant_method", "")).lower() == "gptq"
+    """True when the checkpoint dir declares quant_method "gptq" (config.json or legacy quantize_config.json)."""
+    from ..checkpoint import quant_method
+
+    return quant_method(path) == "gptq"
 
 
 def _to_int32(words: torch.Tensor) -> torch.Tensor:

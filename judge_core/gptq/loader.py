@@ -12,56 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
 
-from .format import PACK, QuantConfig, default_g_idx, read_quant_json
-from ..loader import checkpoint_files
+from ..checkpoint import TensorReader, quantization_config
+from .format import QuantConfig, default_g_idx
 from .linear import GPTQLinear
+from .swap import swap_gptq_linears
 
 log = logging.getLogger(__name__)
-
-GPTQ_SUFFIXES = ("qweight", "qzeros", "scales", "g_idx")
-# Checkpoint parts the text model does not have (vision tower, multi-token-prediction head).
-SKIPPED_PREFIXES = ("model.visual.", "visual.", "mtp.")
-
-
-# -- reading the checkpoint -------------------------------------------------------------------------
-def model_key(key: str) -> str | None:
-    """Checkpoint key -> the Qwen3_5ForCausalLM state-dict key, or None for parts the judge does not use."""
-    if key.startswith(SKIPPED_PREFIXES):
-        return None
-    if key.startswith("model.language_model."):
-        return "model." + key[len("model.language_model."):]
-    return key
-
-
-def iter_checkpoint(path: str | Path, device="cpu") -> Iterator[tuple[str, str, torch.Tensor]]:
-    """(checkpoint key, model key, tensor) for every tensor the text model uses, one at a time."""
-    from safetensors import safe_open
-
-    for file in checkpoint_files(path):
-        with safe_open(str(file), framework="pt", device=str(device)) as f:
-            for key in f.keys():
-                target = model_key(key)
-                if target is not None:
-                    yield key, target, f.get_tensor(key)
-
-
-def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """model key -> tensor shape, read from the safetensors headers only."""
-    from safetensors import safe_open
-
-    shapes = {}
-    for file in checkpoint_files(path):
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                target = model_key(key)
-                if target is not None:
-                    shapes[target] = tuple(f.get_slice(key).get_shape())
-    return shapes
 
 
 # -- building the model ---------------------------------------------------------------------------------
@@ -99,52 +59,6 @@ def build_empty_model(path: str | Path, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-def _check_layer(name: str, linear: nn.Linear, shapes: dict, cfg: QuantConfig) -> int:
-    """Validate one quantized layer's tensor shapes against its Linear; returns its group count."""
-    n_in, n_out = linear.in_features, linear.out_features
-    for part in ("qzeros", "scales"):
-        if f"{name}.{part}" not in shapes:
-            raise ValueError(f"GPTQ layer {name}: {name}.qweight is present but {name}.{part} is missing")
-    if n_in % PACK or n_out % PACK:
-        raise ValueError(f"GPTQ layer {name}: shape [out={n_out}, in={n_in}] does not divide by {PACK}: "
-                         "4-bit GPTQ packs 8 values per int32 word")
-    qweight, qzeros, scales = (shapes[f"{name}.{p}"] for p in ("qweight", "qzeros", "scales"))
-    if qweight != (n_in // PACK, n_out):
-        bits_guess = f" (looks like {32 * qweight[0] // n_in}-bit)" if len(qweight) == 2 and qweight[0] else ""
-        raise ValueError(f"GPTQ layer {name}: qweight shape {qweight} != expected {(n_in // PACK, n_out)} for a "
-                         f"4-bit [out={n_out}, in={n_in}] layer{bits_guess}")
-    if cfg.group_size != -1 and n_in % cfg.group_size:
-        raise ValueError(f"GPTQ layer {name}: in_features={n_in} does not divide by group_size={cfg.group_size}")
-    n_groups = cfg.n_groups(n_in)
-    if scales != (n_groups, n_out):
-        raise ValueError(f"GPTQ layer {name}: scales shape {scales} != expected {(n_groups, n_out)} "
-                         f"(group_size={cfg.group_size}, in_features={n_in})")
-    if qzeros != (n_groups, n_out // PACK):
-        raise ValueError(f"GPTQ layer {name}: qzeros shape {qzeros} != expected {(n_groups, n_out // PACK)}")
-    g_idx = shapes.get(f"{name}.g_idx")
-    if g_idx is not None and g_idx != (n_in,):
-        raise ValueError(f"GPTQ layer {name}: g_idx shape {g_idx} != expected ({n_in},)")
-    return n_groups
-
-
-def swap_quantized_linears(model: nn.Module, shapes: dict, cfg: QuantConfig) -> list[str]:
-    """Replace each nn.Linear that has `<name>.qweight` in the checkpoint by a GPTQLinear (on meta)."""
-    swapped = []
-    for name, module in list(model.named_modules()):
-        if not isinstance(module, nn.Linear) or f"{name}.qweight" not in shapes:
-            continue
-        n_groups = _check_layer(name, module, shapes, cfg)
-        quantized = GPTQLinear(module.in_features, module.out_features, n_groups, cfg,
-                               bias=f"{name}.bias" in shapes, device="meta")
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, quantized)
-        swapped.append(name)
-    stray = [k for k in shapes if k.endswith(".qweight") and k[: -len(".qweight")] not in swapped]
-    if stray:
-        raise ValueError(f"GPTQ: quantized tensors for modules that are not Linear layers of this model: {stray[:5]}")
-    return swapped
-
-
 def _assign(model: nn.Module, key: str, tensor: torch.Tensor) -> bool:
     """Put `tensor` at state-dict key `key` (parameter or buffer); False when the model has no such key."""
     module_name, _, attr = key.rpartition(".")
@@ -175,7 +89,7 @@ def _meta_tensors(model: nn.Module) -> list[str]:
 
 
 def load_gptq_model(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, device="cpu") -> nn.Module:
-    """A GPTQ checkpoint as an eval-mode causal LM on `device`; float tensors in `dtype`.
+    """A GPTQ checkpoint dir as an eval-mode causal LM on `device`; float tensors in `dtype`.
 
     Quantized layers become GPTQLinear (qweight/qzeros/g_idx int32 and scales fp16 as stored); layers
     the checkpoint keeps in float stay nn.Linear. Raises naming the layer and value for anything
@@ -183,26 +97,28 @@ def load_gptq_model(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, de
     """
     path = Path(path)
     device = torch.device(device)
-    quant = read_quant_json(path)
-    if quant is None:
+    quant = quantization_config(path)
+    if quant is None or quant["quant_method"] != "gptq":
         raise ValueError(f"{path}: no GPTQ quantization_config in config.json")
     cfg = QuantConfig.from_json(quant, where=f"{path}/config.json quantization_config")
-    shapes = checkpoint_shapes(path)
+    reader = TensorReader(path, device)
     model = build_empty_model(path, dtype)
-    swapped = swap_quantized_linears(model, shapes, cfg)
+    swapped = swap_gptq_linears(model, reader.shapes(), cfg)
     if not swapped:
         raise ValueError(f"{path}: config says GPTQ but no tensor named '*.qweight' was found")
 
     unexpected, swapped_set = [], set(swapped)
-    for ckpt_key, key, tensor in iter_checkpoint(path, device=device):
-        if key.endswith((".qweight", ".qzeros", ".g_idx")) and key.rpartition(".")[0] in swapped_set:
+    for key in sorted(reader.keys()):
+        tensor = reader.get(key)
+        layer, _, part = key.rpartition(".")
+        if layer in swapped_set and part in ("qweight", "qzeros", "g_idx"):
             tensor = tensor.to(torch.int32)
-        elif key.endswith(".scales") and key.rpartition(".")[0] in swapped_set:
+        elif layer in swapped_set and part == "scales":
             tensor = tensor.to(torch.float16)
         elif tensor.is_floating_point():
             tensor = tensor.to(dtype)
         if not _assign(model, key, tensor):
-            unexpected.append(ckpt_key)
+            unexpected.append(reader.raw_key(key))
     if unexpected:
         log.warning("GPTQ: %d checkpoint tensors not used by the model, e.g. %s", len(unexpected), unexpected[:3])
 

@@ -20,8 +20,7 @@ import torch
 
 from .algorithm import pack_layer
 from .format import PACK, QuantConfig
-from ..loader import checkpoint_files
-from .loader import model_key
+from ..checkpoint import iter_raw_tensors, quantization_config, resolve
 from .sequential import METHODS, quantize_one, quantizable_linears, quantize_model
 
 log = logging.getLogger(__name__)
@@ -29,16 +28,13 @@ log = logging.getLogger(__name__)
 MAX_SHARD_BYTES = 4 * 1024**3
 
 
-def resolve_source(src: str | Path) -> Path:
-    """A checkpoint dir; "tiny" means the embedded tiny judge."""
+def resolve_source(src: str | Path, revision: str | None = None) -> Path:
+    """A checkpoint dir for a local dir, a hub id (through the HF cache) or "tiny" (the embedded judge)."""
     if str(src) == "tiny":
         from ..embedded import default_checkpoint
 
         return default_checkpoint()
-    path = Path(src)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}: not a checkpoint dir (no config.json)")
-    return path
+    return resolve(src, revision=revision)
 
 
 def _write_tensors(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> None:
@@ -79,7 +75,8 @@ def quantize_checkpoint(src: str | Path, out: str | Path, *, method: str = "gptq
                         desc_act: bool = False, sym: bool = True, checkpoint_format: str = "gptq",
                         calib: str | Path | None = None, calib_n: int = 128, calib_max_tokens: int = 2048,
                         damp: float = 0.01, block_size: int = 128, device=None,
-                        compute_dtype: torch.dtype = torch.float32, max_shard_bytes: int = MAX_SHARD_BYTES) -> Path:
+                        compute_dtype: torch.dtype = torch.float32, max_shard_bytes: int = MAX_SHARD_BYTES,
+                        revision: str | None = None) -> Path:
     """Write a GPTQ 4-bit copy of the float checkpoint `src` ("tiny" = embedded judge) into `out`.
 
     method "rtn" (no data) or "gptq" (Hessians from judge-style calibration prompts: `calib` pairs file or
@@ -94,7 +91,10 @@ def quantize_checkpoint(src: str | Path, out: str | Path, *, method: str = "gptq
         raise ValueError("desc_act (act-order) needs the Hessian: use method='gptq'")
     cfg = QuantConfig.from_json({"bits": 4, "group_size": group_size, "desc_act": desc_act, "sym": sym,
                                  "checkpoint_format": checkpoint_format}, where="quantize options")
-    src = resolve_source(src)
+    src = resolve_source(src, revision)
+    if quantization_config(src) is not None:
+        raise ValueError(f"{src} is already quantized ({quantization_config(src)['quant_method']}): "
+                         "quantize a float checkpoint")
     out = Path(out)
     if out.resolve() == src.resolve():
         raise ValueError(f"output dir {out} is the source dir")
@@ -115,7 +115,7 @@ def quantize_checkpoint(src: str | Path, out: str | Path, *, method: str = "gptq
         packed = {}
 
     tensors = {}
-    for ckpt_key, key, tensor in _iter_all(src):
+    for ckpt_key, key, tensor in iter_raw_tensors(src):
         layer = key.removesuffix(".weight") if key and key.endswith(".weight") else None
         if method == "rtn" and layer in targets:
             qw = quantize_one(layer, tensor.to(device), cfg, "rtn")
@@ -157,16 +157,6 @@ def _gptq_checkpoint_layers(src: Path, cfg: QuantConfig, *, calib, calib_n: int,
     return quantize_model(model, cfg, method="gptq", samples=samples, damp=damp, block_size=block_size)
 
 
-def _iter_all(path: Path):
-    """(checkpoint key, model key or None, tensor) for every tensor, the unused ones included."""
-    from safetensors import safe_open
-
-    for file in checkpoint_files(path):
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                yield key, model_key(key), f.get_tensor(key)
-
-
 @torch.no_grad()
 def dequantize_checkpoint(qpath: str | Path, out: str | Path, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write a float copy of a GPTQ checkpoint: each quantized layer's W = scales * (q - z) from the stored
@@ -175,15 +165,13 @@ def dequantize_checkpoint(qpath: str | Path, out: str | Path, *, dtype: torch.dt
     This is the model a GPTQ judge computes, as a plain checkpoint (reference runs, other engines).
     """
     from .dequant import dequantize_reference
-    from .format import read_quant_json
-
     qpath, out = Path(qpath), Path(out)
-    quant = read_quant_json(qpath)
-    if quant is None:
+    quant = quantization_config(qpath)
+    if quant is None or quant["quant_method"] != "gptq":
         raise ValueError(f"{qpath}: not a GPTQ checkpoint")
     cfg = QuantConfig.from_json(quant, where=f"{qpath}/config.json quantization_config")
     out.mkdir(parents=True, exist_ok=True)
-    raw = {k: t for k, _, t in _iter_all(qpath)}
+    raw = {k: t for k, _, t in iter_raw_tensors(qpath)}
     tensors = {}
     for key, t in raw.items():
         prefix, _, part = key.rpartition(".")

@@ -60,7 +60,8 @@ def _write_png(path: Path, result: ModeResult) -> bool:
         matplotlib.use("Agg")  # files only; never open a window
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"matplotlib is not installed: skipping {path.name}", file=sys.stderr)
+        print(f"matplotlib is not installed: skipping {path.name} (it is a judge_core dependency: "
+              "pip install matplotlib)", file=sys.stderr)
         return False
     rows = result.leaderboard[::-1]  # best at the top of a horizontal bar chart
     height = max(2.5, 0.28 * len(rows) + 1.2)
