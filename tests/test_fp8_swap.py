@@ -42,11 +42,38 @@ def test_swap_transformers_model(hf_text):
     assert len(swapped) == n_linear - 1 - 2 * 3          # all but lm_head and in_proj_a/b of 3 GDN layers
     with torch.no_grad():
         got = model(ids).logits[:, -1]
+    fake = _fake_quant_reference(hf_text, swapped)
+    with torch.no_grad():
+        want = fake(ids).logits[:, -1]
     err = ((got - ref).norm() / ref.norm()).item()
-    print(f"transformers tiny Qwen3.5, fp8 twin vs fp32: last-position logits relative error {err:.2e}")
-    # The tiny random model amplifies any rounding (bf16 alone: ~7%); per-layer exactness is checked in
-    # test_fp8_linear, the judge-level drift below. Here: it runs, stays finite, and really changed.
-    assert bool(torch.isfinite(got).all()) and 0 < err < 0.5
+    parity = ((got - want).norm() / ref.norm()).item()
+    print(f"transformers tiny Qwen3.5: fp8 swap vs fake-quant reference relative |d| = {parity:.2e}; "
+          f"fp8 vs fp32 last-position logits relative error {err:.2e}")
+    # The tiny random model amplifies any rounding (bf16 alone moves its logits ~3-7%): the fp8 drift is
+    # large, and the parity with the independently written reference is what shows the swap is right.
+    assert bool(torch.isfinite(got).all()) and err > 0 and parity < 1e-2
+
+
+def _fake_quant_reference(model: nn.Module, names: list[str]) -> nn.Module:
+    """A float copy of `model` computing W8A8 by hand on Linears `names`: weights replaced by their
+    dequantized per-channel fp8 values, inputs rounded per row to fp8 and back, outputs rounded to bf16."""
+    import copy
+
+    fake = copy.deepcopy(model)
+    for name in names:
+        lin = fake.get_submodule(name)
+        w = lin.weight.detach().float()
+        scale = w.abs().amax(dim=1, keepdim=True) / 448.0
+        lin.weight.data = (w / scale).clamp(-448, 448).to(torch.float8_e4m3fn).float() * scale
+
+        def round_input(mod, args):
+            x = args[0].float()
+            s = (x.abs().amax(dim=-1, keepdim=True) / 448.0).clamp(min=1e-12)
+            return ((x / s).clamp(-448, 448).to(torch.float8_e4m3fn).float() * s,)
+
+        lin.register_forward_pre_hook(round_input)
+        lin.register_forward_hook(lambda mod, args, out: out.to(torch.bfloat16).float())
+    return fake
 
 
 def test_swap_packed_model(hf_text):
@@ -73,9 +100,14 @@ def test_swap_packed_model(hf_text):
     with torch.no_grad():
         got = packed(PackedBatch.from_token_lists(prompts, "cpu"))
     err = (got - ref).abs().max().item()
-    print(f"packed tiny Qwen3.5, fp8 twin vs fp32: candidate logits max |d| = {err:.2e} (logits up to "
-          f"{ref.abs().max().item():.1f})")
-    assert bool(torch.isfinite(got).all()) and 0 < err < 2 * ref.abs().max().item()
+    # The same W8A8 written by hand on the transformers model (its Linears named "model." + ours).
+    fake = _fake_quant_reference(hf_text, [f"model.{n}" for n in swapped])
+    with torch.no_grad():
+        want = torch.stack([fake(torch.tensor([p])).logits[0, -1, [32, 33]] for p in prompts])
+    parity = (got - want).abs().max().item()
+    print(f"packed tiny Qwen3.5: fp8 swap vs fake-quant transformers reference max |d| = {parity:.2e}; "
+          f"fp8 vs fp32 candidate logits max |d| = {err:.2e} (logits up to {ref.abs().max().item():.1f})")
+    assert bool(torch.isfinite(got).all()) and err > 0 and parity < 1e-2 * ref.abs().max().item()
 
 
 def test_gptq_model_refused():
@@ -112,9 +144,12 @@ def test_judge_drift_fp8_twin(hf_text, qwen_tokenizer):
     print(f"fp32 p1 spread: max |p1 - 50| = {spread:.1f}")
     for d in rows.values():
         assert d["n"] == 8 and d["failed"] == 0
-    # Measured on this tiny random model (which amplifies rounding: see the bf16 row): 11.7 pts, 7/8 agree.
-    assert 0.0 < rows["fp8 vs fp32"]["max_abs_dp1"] < 20.0   # > 0: the fp8 path really ran
-    assert rows["fp8 vs fp32"]["verdict_agreement"] >= 0.75
+    # The tiny random model (weights std ~0.12) amplifies any rounding: bf16 alone moves p1 by ~1.2 pts,
+    # fp8 (16x coarser) by ~12, as large as its verdict spread, so verdicts near 50 flip. That the fp8
+    # forward is the W8A8 model is shown by test_swap_transformers_model; here the drift is measured,
+    # and asserted only to exist (the fp8 path ran) and to exceed bf16's (coarser rounding).
+    fp8_d, bf16_d = rows["fp8 vs fp32"], rows["bf16 vs fp32"]
+    assert fp8_d["max_abs_dp1"] > 0.0 and fp8_d["mean_abs_dp1"] > bf16_d["mean_abs_dp1"]
 
 
 def test_compare_scores():
