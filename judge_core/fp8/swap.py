@@ -28,7 +28,7 @@ def _fp8_linear(weight: torch.Tensor, block, compute: str) -> FP8Linear:
 
 @torch.no_grad()
 def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int, int] | None = None,
-                        compute: str = "auto") -> list[str]:
+                        compute: str = "auto", only=None) -> list[str]:
     """Swap every quantizable Linear of `model` for W8A8 FP8, in place; returns the Linear names swapped
     (checkpoint-style: a fused group's parts by their own names), in module order.
 
@@ -36,6 +36,8 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
     block: None rounds weights per output channel; (b0, b1) rounds them per block first, as a
         block-scaled checkpoint stores them, then loads them as `FP8Linear.from_fp8` does.
     compute: "auto" | "twin" | "scaled_mm" (see fp8.linear).
+    only: when given, the Linear names that may be quantized (a pre-quantized checkpoint's fp8 layers,
+        `FP8CheckpointReader.fp8_modules`); the others stay float.
     What stays in float is logged with its reason (skip list, a dimension not divisible by 16,
     non-finite weights, a bias).
     """
@@ -43,6 +45,12 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
 
     swapped: list[str] = []
     kept: dict[str, str] = {}
+    only = None if only is None else set(only)
+
+    def reason_for(name: str, weight: torch.Tensor) -> str | None:
+        if only is not None and name not in only:
+            return "stored in float in the checkpoint"
+        return float_reason(name, weight, skip)
     for name, module in list(model.named_modules()):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -52,7 +60,7 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
         if isinstance(module, FusedLinear):
             prefix = f"{parent_name}." if parent_name else ""
             pieces = module.weight.split(module.out_sizes, dim=0)
-            reasons = [float_reason(f"{prefix}{p}", w, skip) for p, w in zip(module.part_names, pieces)]
+            reasons = [reason_for(f"{prefix}{p}", w) for p, w in zip(module.part_names, pieces)]
             kept.update({f"{prefix}{p}": r for p, r in zip(module.part_names, reasons) if r})
             if all(reasons):
                 continue
@@ -67,7 +75,7 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
             setattr(parent, child, new)
             swapped += [f"{prefix}{p}" for p, q in zip(module.part_names, quantized) if q]
         elif type(module) is nn.Linear:
-            reason = float_reason(name, module.weight, skip)
+            reason = reason_for(name, module.weight)
             if reason is None and module.bias is not None:
                 reason = "has a bias (FP8Linear has none)"
             if reason:
