@@ -115,4 +115,5 @@ def test_reader_refusals(fp8_ckpt):
         FP8CheckpointReader(StateDictReader({"model.layers.0.mlp.up_proj.weight": w,
                                              "model.layers.0.mlp.up_proj.input_scale": torch.ones(())}), cfg)
     with pytest.raises(ValueError, match="has no weight_scale_inv"):
-        FP8CheckpointReader(StateDictReader({"model.layers.0.mlp.up_proj.weight": w}), cfg).get("layers.0.mlp.up_proj.weight")
+        reader = FP8CheckpointReader(StateDictReader({"model.layers.0.mlp.up_proj.weight": w}), cfg)
+        reader.get("layers.0.mlp.up_proj.weight")

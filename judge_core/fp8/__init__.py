@@ -10,6 +10,6 @@ from .reader import FP8CheckpointReader
 from .swap import quantize_model_fp8_
 from .writer import write_fp8_checkpoint
 
-__all__ = ["DEFAULT_SKIP", "FP8CheckpointReader", "FP8Config", "FP8FusedLinear", "FP8Linear", "FP8_DTYPE", "FP8_MAX", "compare_scores",
-           "dequantize_fp8_tensor", "float_reason", "is_fp8_config", "quantize_activation", "quantize_model_fp8_",
-           "quantize_weight", "resolve_compute", "write_fp8_checkpoint"]
+__all__ = ["DEFAULT_SKIP", "FP8CheckpointReader", "FP8Config", "FP8FusedLinear", "FP8Linear", "FP8_DTYPE", "FP8_MAX",
+           "compare_scores", "dequantize_fp8_tensor", "float_reason", "is_fp8_config", "quantize_activation",
+           "quantize_model_fp8_", "quantize_weight", "resolve_compute", "write_fp8_checkpoint"]
