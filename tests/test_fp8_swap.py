@@ -161,3 +161,21 @@ def test_compare_scores():
     assert d == {"n": 3, "failed": 1, "max_abs_dp1": 15, "mean_abs_dp1": 17 / 3, "verdict_agreement": 2 / 3}
     with pytest.raises(ValueError, match="2 scores against 1"):
         compare_scores([s(1), s(2)], [s(1)])
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)),
+                    reason="needs a CUDA GPU with FP8 GEMMs (sm_89+)")
+def test_packed_scaled_mm_matches_twin_on_cuda(hf_text):
+    from judge_core.models.batch import PackedBatch
+    from judge_core.models.weights import from_hf_model
+
+    prompts = [list(range(5, 300)), list(range(40, 97))]
+    logits = {}
+    for compute in ("twin", "scaled_mm"):
+        packed = from_hf_model(hf_text, dtype=torch.bfloat16, device="cuda", output_token_ids=[32, 33])
+        quantize_model_fp8_(packed, compute=compute)
+        with torch.no_grad():
+            logits[compute] = packed(PackedBatch.from_token_lists(prompts, "cuda")).cpu()
+    err = (logits["scaled_mm"] - logits["twin"]).abs().max().item()
+    print(f"packed tiny Qwen3.5 on CUDA, _scaled_mm vs twin: candidate logits max |d| = {err:.2e}")
+    assert err < 0.1
