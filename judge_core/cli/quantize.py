@@ -1,21 +1,26 @@
-"""`judge-core quantize SRC OUT`: write a GPTQ 4-bit copy of a float judge checkpoint.
+"""`judge-core quantize SRC OUT`: write a GPTQ 4-bit (or, with `--method fp8`, a block-scaled FP8) copy
+of a float judge checkpoint.
 
 SRC is a checkpoint dir, a hub repo id (read from the Hugging Face cache, downloaded unless
-HF_HUB_OFFLINE=1) or "tiny" (the embedded tiny judge). The output loads with
-`Judge.from_pretrained(OUT)` and with any GPTQ reader of the same format (DESIGN §4).
+HF_HUB_OFFLINE=1) or "tiny" (the embedded tiny judge). The GPTQ output loads with
+`Judge.from_pretrained(OUT)` and with any GPTQ reader of the same format (DESIGN §4); the FP8 output is
+in the format of Qwen's FP8 releases (judge_core.fp8.format), read by transformers and vLLM.
 """
 
 from __future__ import annotations
 
-HELP = "quantize a float judge checkpoint to GPTQ 4-bit (round-to-nearest or GPTQ)"
+HELP = "quantize a float judge checkpoint to GPTQ 4-bit (round-to-nearest or GPTQ) or to FP8 (e4m3, block-scaled)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("src", help="float checkpoint dir, hub repo id, or 'tiny' for the embedded tiny judge")
+    parser.add_argument("out", help="output dir for the quantized checkpoint")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) when SRC is a repo id")
-    parser.add_argument("out", help="output dir for the GPTQ checkpoint")
-    parser.add_argument("--method", choices=("rtn", "gptq"), default="gptq",
-                        help="gptq: Hessian-based with calibration prompts (default); rtn: round-to-nearest, no data")
+    parser.add_argument("--method", choices=("rtn", "gptq", "fp8"), default="gptq",
+                        help="gptq: Hessian-based with calibration prompts (default); rtn: round-to-nearest, no data; "
+                             "fp8: e4m3 weights with one scale per --fp8-block block (no data)")
+    parser.add_argument("--fp8-block", type=int, nargs=2, default=(128, 128), metavar=("ROWS", "COLS"),
+                        help="fp8 only: weight-scale block (default 128 128, what transformers and vLLM expect)")
     parser.add_argument("--group-size", type=int, default=128, help="input rows per scale group; -1 = one group")
     parser.add_argument("--desc-act", action="store_true", help="act-order (gptq only): g_idx becomes scrambled")
     sym = parser.add_mutually_exclusive_group()
@@ -49,10 +54,16 @@ def run(args) -> int:
         raise usage_error(str(e)) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = quantize_checkpoint(args.src, args.out, method=args.method, group_size=args.group_size,
-                                  desc_act=args.desc_act, sym=args.sym, checkpoint_format=args.checkpoint_format,
-                                  calib=args.calib, calib_n=args.calib_n, calib_max_tokens=args.calib_max_tokens,
-                                  damp=args.damp, device=device, compute_dtype=dtype, revision=args.revision)
+        if args.method == "fp8":
+            from ..fp8 import write_fp8_checkpoint
+            from ..gptq.quantize import resolve_source
+
+            out = write_fp8_checkpoint(resolve_source(args.src, args.revision), args.out, tuple(args.fp8_block))
+        else:
+            out = quantize_checkpoint(args.src, args.out, method=args.method, group_size=args.group_size,
+                                      desc_act=args.desc_act, sym=args.sym, checkpoint_format=args.checkpoint_format,
+                                      calib=args.calib, calib_n=args.calib_n, calib_max_tokens=args.calib_max_tokens,
+                                      damp=args.damp, device=device, compute_dtype=dtype, revision=args.revision)
     except CheckpointError as e:
         raise usage_error(str(e)) from None
     print(f"wrote {out}")

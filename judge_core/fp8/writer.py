@@ -1,0 +1,124 @@
+"""`judge-core quantize SRC OUT --method fp8`: a block-scaled FP8 copy of a float Qwen3.5 checkpoint, in
+the format Qwen's own FP8 releases use (fp8.format), which transformers' FineGrainedFP8 and vLLM read.
+
+One output shard per source shard (same names, so memory stays one shard's worth). Quantized: each 2-D
+`.weight` of the text model's decoder layers (`model.layers.N` or `model.language_model.layers.N`) not
+in the skip list whose shape is a whole number of blocks; it becomes `weight` (float8_e4m3fn) +
+`weight_scale_inv` (float32 [out / b0, in / b1]). Every other tensor is copied as it is, and every 2-D
+weight left in float is named in `modules_to_not_convert` (transformers turns each Linear it does not
+name into an FP8 one) and logged with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from .format import FP8Config
+from .quantize import DEFAULT_SKIP, matches, quantize_weight
+
+log = logging.getLogger(__name__)
+
+LAYER_PREFIXES = ("model.language_model.layers.", "model.layers.")
+WRITER_SKIP = DEFAULT_SKIP + ("embed_tokens",)
+
+
+def _float_reason(key: str, tensor: torch.Tensor, block: tuple[int, int], skip) -> str | None:
+    """Why 2-D checkpoint weight `key` stays in float, or None to quantize it."""
+    module = key.removesuffix(".weight")
+    hit = matches(module, skip)
+    if hit is not None:
+        return f"in the skip list ({hit!r})"
+    if not key.startswith(LAYER_PREFIXES):
+        return "not in the text model's decoder layers"
+    if not tensor.is_floating_point():
+        return f"dtype {tensor.dtype} is not float"
+    out_f, in_f = tensor.shape
+    if out_f % block[0] or in_f % block[1]:
+        # transformers derives the block from weight / scale shapes: partial blocks would be mis-read.
+        return f"shape [{out_f}, {in_f}] is not a whole number of {tuple(block)} blocks"
+    if not bool(torch.isfinite(tensor).all()):
+        return "weights hold non-finite values (inf/nan)"
+    return None
+
+
+def _source_files(src: Path) -> list[Path]:
+    index = src / "model.safetensors.index.json"
+    if index.exists():
+        return [src / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    files = sorted(src.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{src}: no *.safetensors files")
+    return files
+
+
+@torch.no_grad()
+def write_fp8_checkpoint(src_dir: str | Path, out_dir: str | Path, block: tuple[int, int] = (128, 128), *,
+                         skip=WRITER_SKIP) -> Path:
+    """Write the FP8 copy of float checkpoint `src_dir` ("tiny" = the embedded tiny judge) into `out_dir`.
+
+    Returns out_dir. Raises when the source is already quantized or the output is the source.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    if str(src_dir) == "tiny":
+        from ..embedded import default_checkpoint
+
+        src_dir = default_checkpoint()
+    src, out = Path(src_dir), Path(out_dir)
+    if not (src / "config.json").exists():
+        raise FileNotFoundError(f"{src}: not a checkpoint dir (no config.json)")
+    block = (int(block[0]), int(block[1]))
+    if min(block) <= 0:
+        raise ValueError(f"block={block!r}: expected two positive ints, e.g. (128, 128)")
+    config = json.loads((src / "config.json").read_text())
+    existing = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
+    if existing:
+        raise ValueError(f"{src} is already quantized (quant_method={existing.get('quant_method')!r}): "
+                         "expected a float checkpoint")
+    if out.resolve() == src.resolve():
+        raise ValueError(f"output dir {out} is the source dir")
+    out.mkdir(parents=True, exist_ok=True)
+
+    files = _source_files(src)
+    weight_map, kept, n_quantized, total = {}, {}, 0, 0
+    for file in tqdm(files, desc="fp8 shards", disable=len(files) < 2):
+        tensors = {}
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                t = f.get_tensor(key)
+                reason = _float_reason(key, t, block, skip) if key.endswith(".weight") and t.dim() == 2 else "-"
+                if reason is None:
+                    q, scale_inv = quantize_weight(t, block)
+                    module = key.removesuffix(".weight")
+                    tensors[key], tensors[f"{module}.weight_scale_inv"] = q, scale_inv.float()
+                    n_quantized += 1
+                else:
+                    tensors[key] = t.contiguous()
+                    if reason != "-":
+                        kept[key.removesuffix(".weight")] = reason
+        save_file(tensors, str(out / file.name), metadata={"format": "pt"})
+        weight_map.update({k: file.name for k in tensors})
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+    if len(files) > 1 or (src / "model.safetensors.index.json").exists():
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    if n_quantized == 0:
+        log.warning("fp8: no weight of %s is a whole number of %s blocks: nothing was quantized", src, block)
+
+    config["quantization_config"] = FP8Config(weight_block_size=block,
+                                              modules_to_not_convert=tuple(sorted(kept))).to_json()
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    for f in src.iterdir():   # tokenizer, chat template, generation config
+        if f.is_file() and f.suffix != ".safetensors" and f.name not in ("config.json", "model.safetensors.index.json"):
+            shutil.copy2(f, out / f.name)
+    log.info("fp8: wrote %s: %d weights quantized (block %s), %d kept in float", out, n_quantized, block, len(kept))
+    for module, reason in sorted(kept.items()):
+        log.info("fp8: kept %s in float: %s", module, reason)
+    return out
