@@ -100,10 +100,14 @@ class Judge:
     def compare(self, instruction: str, response_1: str, response_2: str) -> PairScore:
         return self.compare_many([(instruction, response_1, response_2)])[0]
 
-    def compare_many(self, pairs: Iterable[Any], *, progress=False) -> list[PairScore]:
+    def compare_many(self, pairs: Iterable[Any], *, progress=False, on_result=None) -> list[PairScore]:
         """Score every pair; results in input order. A bad pair gets `error` set; nothing raises for it.
 
-        progress: False, True (a tqdm bar with pairs/s and tokens/s), or a tqdm-like object to update.
+        progress: False, True (a tqdm bar with pairs/s and tokens/s), or a tqdm-like object to update
+        (by 1 per pair, when both of its passes are done).
+        on_result: None, or `on_result(index, PairScore)` called once per pair as soon as it is done
+        (completion order; index = position in `pairs`): rejected pairs at once, scored pairs right
+        after the batch that completes their second pass. Lets a caller save verdicts as they come.
         """
         pairs = list(pairs)
         bar, own_bar = self._progress_bar(progress, len(pairs))
@@ -112,28 +116,35 @@ class Judge:
         results: list[PairScore] = []
         try:
             for start in range(0, len(pairs), CHUNK_PAIRS):
-                results.extend(self._score_chunk(pairs[start:start + CHUNK_PAIRS], bar, totals))
+                results.extend(self._score_chunk(pairs[start:start + CHUNK_PAIRS], bar, totals, on_result, start))
         finally:
             if own_bar:
                 bar.close()
         self.last_run_stats = totals
         return results
 
-    def _score_chunk(self, pairs: Sequence[Any], bar, totals: dict) -> list[PairScore]:
+    def _score_chunk(self, pairs: Sequence[Any], bar, totals: dict, on_result=None, offset: int = 0
+                     ) -> list[PairScore]:
         results: list[PairScore | None] = [None] * len(pairs)
+
+        def finish(i: int, score: PairScore) -> None:
+            results[i] = score
+            if bar is not None:
+                bar.update(1)
+            if on_result is not None:
+                on_result(offset + i, score)
+
         texts: list[str] = []
         owner: list[int] = []  # owner[k] = index of the pair that prompt k belongs to (2 per pair)
         for i, raw in enumerate(pairs):
             try:
                 pair = normalize_pair(raw)
             except PairError as e:
-                results[i] = PairScore.failed(str(e))
+                finish(i, PairScore.failed(str(e)))
                 continue
             for shown in dual_pass(pair):
                 texts.append(self.prompt(*shown))
                 owner.append(i)
-        if bar is not None:
-            bar.update(sum(r is not None for r in results))  # rejected pairs count as done
         sequences = self.tokenize(texts)
 
         runnable: list[int] = []  # prompt indices that go to the model
@@ -141,11 +152,9 @@ class Judge:
             i = owner[k]
             longest = max(len(sequences[k]), len(sequences[k + 1]))
             if longest > self.max_context:
-                results[i] = PairScore.failed(
+                finish(i, PairScore.failed(
                     f"prompt of {longest} tokens exceeds the model's context of {self.max_context} tokens",
-                    tokens=(len(sequences[k]), len(sequences[k + 1])))
-                if bar is not None:
-                    bar.update(1)
+                    tokens=(len(sequences[k]), len(sequences[k + 1]))))
             else:
                 runnable += [k, k + 1]
 
@@ -153,28 +162,28 @@ class Judge:
         batches = plan_batches(lengths, self.token_budget, self.backend.counts_padding)
         t0 = time.perf_counter()
         done_tokens = 0
+        passes: dict[int, tuple] = {}  # prompt index -> (logit A, logit B) or an error message
+        stats = {"computed_tokens": 0, "batches": 0, "oom_splits": 0, "seconds": 0.0}
 
-        def on_batch(batch: list[int]) -> None:
-            nonlocal done_tokens
+        # One run_batches call per planned batch, so that pairs are finished (and reported) as soon as
+        # the batch holding their second pass is done rather than after the whole chunk.
+        for batch in batches:
+            prompts = [runnable[j] for j in batch]
+            logits, errors, batch_stats = run_batches(self.backend, [sequences[k] for k in prompts],
+                                                      [list(range(len(prompts)))])
+            for key in stats:
+                stats[key] += batch_stats[key]
+            for pos, k in enumerate(prompts):
+                passes[k] = errors.get(pos) or tuple(logits[pos].tolist())
             done_tokens += sum(lengths[j] for j in batch)
             if bar is not None:
-                bar.update(len(batch) / 2)
                 bar.set_postfix(tok_s=f"{done_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
-
-        logits, errors, stats = run_batches(self.backend, [sequences[k] for k in runnable], batches, on_batch)
-
-        row_of = {k: j for j, k in enumerate(runnable)}
-        for k in range(0, len(sequences), 2):
-            i = owner[k]
-            if results[i] is not None:
-                continue
-            tokens = (len(sequences[k]), len(sequences[k + 1]))
-            j1, j2 = row_of[k], row_of[k + 1]
-            failure = errors.get(j1) or errors.get(j2)
-            if failure:
-                results[i] = PairScore.failed(failure, tokens=tokens)
-            else:
-                results[i] = combine_passes(tuple(logits[j1].tolist()), tuple(logits[j2].tolist()), tokens)
+            for k in sorted({k - k % 2 for k in prompts}):  # pass 1 of each pair touched by this batch
+                if k in passes and k + 1 in passes and results[owner[k]] is None:
+                    tokens = (len(sequences[k]), len(sequences[k + 1]))
+                    failure = next((p for p in (passes[k], passes[k + 1]) if isinstance(p, str)), None)
+                    finish(owner[k], PairScore.failed(failure, tokens=tokens) if failure
+                           else combine_passes(passes[k], passes[k + 1], tokens))
 
         totals["prompts"] += len(runnable)
         totals["real_tokens"] += sum(lengths)

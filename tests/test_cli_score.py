@@ -51,7 +51,7 @@ def test_score_writes_one_row_per_input_in_order(tiny_text_ckpt, input_file, tmp
     assert "missing or invalid 'id'" in rows[4]["error"] and rows[4]["line"] == 5
     assert "exceeds the model's context" in rows[5]["error"]
     assert "p1" in rows[6] and "expected a JSON object" in rows[7]["error"]
-    assert "2 scored, 6 errors" in capsys.readouterr().err
+    assert "2 scored, 6 failed (3 malformed lines)" in capsys.readouterr().err
 
 
 def test_resume_skips_done_ids(tiny_text_ckpt, input_file, tmp_path):
@@ -83,4 +83,5 @@ def read_rows_tolerant(path):
 
 def test_missing_input_file(tmp_path, capsys):
     assert main(["score", "tiny", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nope.jsonl: No such file or directory" in err and err.count("\n") == 1
