@@ -49,7 +49,7 @@ class Sink:
             self.flush()
         finally:
             if self.owned:
-                self.stream.close()
+                self._io(self.stream.close)
 
     def _member(self) -> None:
         self._io(self.stream.write, gzip.compress(b"".join(self.pending), mtime=0))
