@@ -173,3 +173,30 @@ def test_duplicate_ids_are_distinct_rows_on_resume(input_file, reference_rows, t
     assert [r.get("id") for r in rows] == [r.get("id") for r in reference_rows]
     assert rows[-1]["p1"] == pytest.approx(reference_rows[-1]["p1"], abs=1e-3)
     assert counter.judged == N_PAIRS + 1 - 2  # q0 and the first q1 were done
+
+
+def test_compare_many_reports_each_pair_once_as_its_batch_finishes(tiny_judge, monkeypatch):
+    pairs = [("Rate.", "word " * (6 * i + 1), "other " * (5 * i + 1)) for i in range(5)]
+    pairs.insert(2, ("Rate.", 3, "x"))  # rejected before any forward
+    calls = []
+    real = tiny_judge.backend.candidate_logits
+    monkeypatch.setattr(tiny_judge.backend, "candidate_logits", lambda seqs: calls.append(len(seqs)) or real(seqs))
+
+    class Bar:
+        updates = []
+
+        def update(self, n):
+            self.updates.append(n)
+
+        def set_postfix(self, **kwargs):
+            pass
+
+    reported = []
+    got = tiny_judge.compare_many(pairs, progress=Bar(), on_result=lambda i, s: reported.append((i, s, len(calls))))
+    order = [i for i, _, _ in reported]
+    print(f"completion order {order}; forward calls at each report {[c for _, _, c in reported]} of {len(calls)}")
+    assert sorted(order) == list(range(len(pairs)))  # each pair exactly once
+    assert order[0] == 2 and reported[0][1].error and reported[0][2] == 0  # the rejected pair, at once
+    assert all(s is got[i] for i, s, _ in reported)
+    assert len(calls) > 2 and reported[1][2] < len(calls)  # the first verdicts came before the last batch ran
+    assert Bar.updates == [1] * len(pairs)  # the bar counts whole pairs

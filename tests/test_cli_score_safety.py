@@ -262,3 +262,10 @@ def test_stdin_and_gzip_input(fake, input_file, tmp_path, monkeypatch, capsys):
     assert score(gz, tmp_path / "from_gz.jsonl") == 0
     assert (tmp_path / "from_stdin.jsonl").read_text() == (tmp_path / "from_gz.jsonl").read_text()
     assert [r["id"] for r in rows_of((tmp_path / "from_gz.jsonl").read_text())] == ["p0", "p1", "p2", "p3"]
+
+
+def test_dev_stdout_is_written_as_is(fake, input_file, capfd):
+    assert score(input_file, "/dev/stdout") == 0
+    captured = capfd.readouterr()
+    assert [r["id"] for r in rows_of(captured.out)] == ["p0", "p1", "p2", "p3"]
+    assert "done: 4 scored" in captured.err

@@ -80,6 +80,7 @@ def check_options(args) -> None:
 
 
 def run(args) -> int:
+    stream = output = None
     try:
         check_options(args)
         try:
@@ -87,13 +88,17 @@ def run(args) -> int:
         except OSError as e:
             raise UsageError(f"cannot read input {args.input}: {e.strerror or e}") from None
         output = Output.prepare(args.output, input_path=args.input, resume=args.resume, overwrite=args.overwrite)
+        return _score(args, stream, output)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        return _score(args, stream, output)
+    except KeyboardInterrupt:  # before judging started (_score handles it after)
+        if output is not None:
+            output.abort()
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
     finally:
-        if stream is not sys.stdin.buffer:
+        if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
 
 

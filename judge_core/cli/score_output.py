@@ -8,15 +8,13 @@ unlinked: --overwrite truncates it in place, --resume truncates a torn tail off.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .score_input import usable_id
+from .file_lock import FileLock
+from .score_resume import Existing, scan_previous
 from .score_writer import OrderedWriter, OutputError, Sink
 
 __all__ = ["Output", "OutputError", "UsageError"]
@@ -24,20 +22,6 @@ __all__ = ["Output", "OutputError", "UsageError"]
 
 class UsageError(Exception):
     """A problem the user fixes on the command line (exit 2), found before anything was written."""
-
-
-@dataclass
-class Existing:
-    """What a previous run left: keys of rows in OUT, their counts, and how much of each file is sound."""
-
-    done: set = field(default_factory=set)
-    scored: int = 0
-    failed: int = 0
-    out_keep: int = 0  # bytes of OUT up to the end of its last sound row
-    out_size: int = 0
-    carried: dict = field(default_factory=dict)  # key -> row, from the journal, not yet in OUT
-    journal_keep: int = 0
-    journal_size: int = 0
 
 
 class Output:
@@ -95,7 +79,11 @@ class Output:
             raise UsageError(f"cannot write in {path.parent.resolve()} (for {spec} and its .lock, .partial "
                              f"sidecars): {e.strerror or e}") from None
         if resume:
-            out.existing = scan_previous(path, journal, gz=out.gz)
+            try:
+                out.existing = scan_previous(path, journal, gz=out.gz)
+            except OSError as e:
+                out.abort()
+                raise UsageError(f"--resume: cannot read {e.filename or spec}: {e.strerror or e}") from None
         return out
 
     # -- after the model loaded --------------------------------------------------------------------
@@ -104,7 +92,7 @@ class Output:
             self.writer = OrderedWriter(Sink(sys.stdout.buffer, "stdout", gz=False, owned=False))
             return self.writer
         if self.kind == "special":
-            self.writer = OrderedWriter(Sink(open(self.spec, "ab"), self.spec, gz=False))  # noqa: SIM115
+            self.writer = OrderedWriter(Sink(open(self.spec, "ab"), self.spec, gz=self.gz))  # noqa: SIM115
             return self.writer
         ex = self.existing
         sink = Sink(self._open_append(self.spec, 0 if not self.resume else ex.out_keep, ex.out_size), self.spec,
@@ -162,135 +150,5 @@ class Output:
 
 def is_special(path: Path) -> bool:
     """A device, FIFO or socket, or a /dev or /proc path (e.g. /dev/stdout redirected to a file)."""
-    return not stat.S_ISREG(os.stat(path).st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/"))
-
-
-class FileLock:
-    """An exclusive, non-blocking flock on a sidecar file that holds the holder's PID."""
-
-    def __init__(self, path: str):
-        self.path, self.fd, self.holder = path, None, None
-
-    def acquire(self) -> None:
-        """Raises BlockingIOError (holder PID in .holder) when another process holds it."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: run unlocked
-            return
-        for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = os.read(fd, 32).decode("ascii", "replace").strip()
-                self.holder = int(text) if text.isdigit() else None
-                os.close(fd)
-                raise
-            try:  # the holder may have unlinked the file between our open and flock: then lock the new one
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self.fd = fd
-                return
-            os.close(fd)
-        raise BlockingIOError(f"{self.path} keeps being replaced")
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.unlink(self.path)  # while still locked: a waiter then sees a changed inode and retries
-        except OSError:
-            pass
-        os.close(self.fd)
-        self.fd = None
-
-
-# -- reading what a previous run left -------------------------------------------------------------
-def scan_previous(path: Path, journal: Path, *, gz: bool) -> Existing:
-    ex = Existing()
-    if path.exists():
-        ex.out_size = path.stat().st_size
-        rows = gzip_rows(path) if gz else plain_rows(path)
-        seen: dict = {}
-        for row, end in rows:
-            key = row_key(row, seen)
-            if key is not None:
-                ex.done.add(key)
-                ex.failed += "error" in row
-                ex.scored += "error" not in row
-            ex.out_keep = end
-    if journal.exists():
-        ex.journal_size = journal.stat().st_size
-        for entry, end in plain_rows(journal):
-            ex.journal_keep = end
-            key = tuple(entry.get("key") or ())
-            if key and key not in ex.done and isinstance(entry.get("row"), dict):
-                ex.carried[key] = entry["row"]
-    return ex
-
-
-def row_key(row: dict, seen: dict):
-    """The key an output row answers: ("id", id, n) for the n-th row with that id, or ("line", n)."""
-    ident = row.get("id")
-    if usable_id(ident):
-        seen[ident] = seen.get(ident, 0) + 1
-        return ("id", ident, seen[ident])
-    line = row.get("line")
-    return ("line", line) if isinstance(line, int) else None
-
-
-def _sound_row(line: bytes) -> dict | None:
-    """A complete row: ends with a newline and holds a JSON object. Anything else is a torn write."""
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    return row if isinstance(row, dict) else None
-
-
-def plain_rows(path: Path):
-    """(row, end offset) for each sound row; unsound rows are skipped (only a tail of them is cut off)."""
-    offset = 0
-    with open(path, "rb") as f:
-        for line in f:
-            offset += len(line)
-            row = _sound_row(line)
-            if row is not None:
-                yield row, offset
-
-
-def gzip_rows(path: Path):
-    """(row, end offset of its member) for rows in complete gzip members; stops at a torn or corrupt member."""
-    for data, end in gzip_members(path):
-        lines = data.splitlines(keepends=True)
-        rows = [_sound_row(line) for line in lines]
-        if not lines or rows[-1] is None:
-            return  # a member that does not end with a whole row was not written by a finished flush
-        for row in rows:
-            if row is not None:
-                yield row, end
-
-
-def gzip_members(path: Path):
-    """(decompressed data, end offset) of each complete gzip member, in order."""
-    consumed = 0
-    with open(path, "rb") as f:
-        decomp, parts = zlib.decompressobj(wbits=31), []
-        while block := f.read(1 << 20):
-            while block:
-                try:
-                    parts.append(decomp.decompress(block))
-                except zlib.error:
-                    return
-                if not decomp.eof:
-                    consumed += len(block)
-                    break
-                consumed += len(block) - len(decomp.unused_data)
-                yield b"".join(parts), consumed
-                block, decomp, parts = decomp.unused_data, zlib.decompressobj(wbits=31), []
+    names = (str(path.absolute()), str(path.resolve()))  # /dev/stdout may resolve to a redirected regular file
+    return not stat.S_ISREG(os.stat(path).st_mode) or any(n.startswith(("/dev/", "/proc/")) for n in names)
