@@ -269,3 +269,19 @@ def test_dev_stdout_is_written_as_is(fake, input_file, capfd):
     captured = capfd.readouterr()
     assert [r["id"] for r in rows_of(captured.out)] == ["p0", "p1", "p2", "p3"]
     assert "done: 4 scored" in captured.err
+
+
+def test_unwritable_directory_message_when_root_cannot_show_it(input_file, tmp_path, monkeypatch, capsys):
+    # root ignores directory modes, so the read-only case above is skipped there: inject the same failure
+    from judge_core.cli import file_lock
+
+    def denied(self):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
+
+    monkeypatch.setattr(file_lock.FileLock, "acquire", denied)
+    monkeypatch.setattr(score_cli, "judge_from_args", no_load)
+    assert score(input_file, tmp_path / "out.jsonl") == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot write in {tmp_path} (for {tmp_path / 'out.jsonl'} and its .lock, .partial " \
+                  "sidecars): Permission denied\n"
+    assert not (tmp_path / "out.jsonl").exists()
