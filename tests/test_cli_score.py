@@ -56,7 +56,6 @@ def test_score_writes_one_row_per_input_in_order(tiny_text_ckpt, input_file, tmp
 
 def test_resume_skips_done_ids(tiny_text_ckpt, input_file, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
-    lines = input_file.read_text(encoding="utf-8").splitlines()
     # a previous run that finished the first row, then died mid-write of the next
     write_lines(out, [json.dumps({"id": "p1", "p1": 12.5, "p2": 87.5, "pass1": [1, 99], "pass2": [76, 24]}),
                       '{"id": "p2", "err'])

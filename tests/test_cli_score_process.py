@@ -76,10 +76,11 @@ def test_second_run_is_refused_and_ctrl_c_ends_cleanly(input_file, tmp_path, cap
     first = start_slow(input_file, out, 0.3)
     try:
         wait_for_rows(first, out, 2)
-        # a second run on the same OUTPUT, even with --resume, is refused and names the first one's PID
-        assert main(["score", "tiny", str(input_file), "-o", str(out), "--resume", "--no-progress"]) == 2
-        err = capsys.readouterr().err
-        assert str(out) in err and f"pid {first.pid}" in err and err.count("\n") == 1, err
+        # a second run on the same OUTPUT, with or without --resume, is refused and names the first one's PID
+        for flags in (["--resume"], []):
+            assert main(["score", "tiny", str(input_file), "-o", str(out), "--no-progress", *flags]) == 2
+            err = capsys.readouterr().err
+            assert str(out) in err and f"pid {first.pid}" in err and err.count("\n") == 1, err
         first.send_signal(signal.SIGINT)
         _, stderr = first.communicate(timeout=60)
     finally:

@@ -18,11 +18,14 @@ still waiting for an earlier one are kept in OUTPUT.partial (deleted when the ru
 crash, Ctrl-C or kill, `--resume` drops a torn last row, takes the rows in OUTPUT and OUTPUT.partial
 as done and judges only the rest.
 
-Exit status: 0 when the run completes and at least one row (or no row at all) was scored, even if
-others failed: the summary says how many failed, and each failure is an error row. 1 when every row
-failed (no verdict at all: a wrong input format, a model that cannot run), or when OUTPUT cannot be
-written (disk full: rows already written stay valid). 2 for a usage error (nothing written). 130 on
-Ctrl-C.
+Exit status (a partly failed run still exits 0: its verdicts are good and each failure is an error row
+counted in the summary; a script that needs every row checks the rows or the summary):
+  0    the run completed and at least one row was scored (or the input had no rows)
+  1    every row failed (nothing was scored: a wrong input format, say), or OUTPUT could not be
+       written (disk full: one line naming OUTPUT; rows already written stay valid, --resume goes on)
+  2    a usage error: a bad option, an unreadable input, OUTPUT in use or existing without --resume /
+       --overwrite, a model that does not load; nothing was written
+  130  Ctrl-C: "interrupted: N rows written, rerun with --resume"
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ def _score(args, stream, output: Output) -> int:
         written = len(ex.done) + (writer.written if writer else 0)
         kept = f" ({writer.waiting} more finished rows kept in {output.journal_path})" \
             if writer and writer.journal and writer.waiting else ""
-        print(f"interrupted: {written} rows written{kept}, rerun with --resume", file=sys.stderr)
+        again = "rerun with --resume" if output.kind == "file" else f"{args.output} cannot be resumed"
+        print(f"interrupted: {written} rows written{kept}, {again}", file=sys.stderr)
         return 130
     except OutputError as e:
         output.abort()

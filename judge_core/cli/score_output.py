@@ -57,11 +57,6 @@ class Output:
             raise UsageError(f"-o {spec} is a directory; expected a file name")
         if input_path != "-" and path.exists() and os.path.samefile(input_path, path):
             raise UsageError(f"-o {spec} is the input file")
-        journal = Path(out.journal_path)
-        left = [p for p in (path, journal) if p.exists() and p.stat().st_size > 0]
-        if left and not (resume or overwrite):
-            raise UsageError(f"{left[0]} already exists: pass --resume to continue {spec}, "
-                             f"or --overwrite to replace it")
         if path.exists() and not os.access(path, os.W_OK):
             raise UsageError(f"cannot write {spec}: permission denied")
         try:
@@ -70,7 +65,7 @@ class Output:
             raise UsageError(f"cannot create the directory {path.parent} for {spec}: {e.strerror or e}") from None
         out.lock = FileLock(f"{spec}.lock")
         try:
-            out.lock.acquire()
+            out.lock.acquire()  # first: a busy OUT is reported as busy, whatever else is wrong
         except BlockingIOError:
             holder = f" (pid {out.lock.holder})" if out.lock.holder else ""
             raise UsageError(f"{spec} is being written by another `judge-core score`{holder}: wait for it to end, "
@@ -78,13 +73,24 @@ class Output:
         except OSError as e:
             raise UsageError(f"cannot write in {path.parent.resolve()} (for {spec} and its .lock, .partial "
                              f"sidecars): {e.strerror or e}") from None
-        if resume:
-            try:
-                out.existing = scan_previous(path, journal, gz=out.gz)
-            except OSError as e:
-                out.abort()
-                raise UsageError(f"--resume: cannot read {e.filename or spec}: {e.strerror or e}") from None
+        try:
+            out._check_previous(path)
+        except BaseException:
+            out.abort()
+            raise
         return out
+
+    def _check_previous(self, path: Path) -> None:
+        journal = Path(self.journal_path)
+        left = [p for p in (path, journal) if p.exists() and p.stat().st_size > 0]
+        if left and not (self.resume or self.overwrite):
+            raise UsageError(f"{left[0]} already exists: pass --resume to continue {self.spec}, "
+                             f"or --overwrite to replace it")
+        if self.resume:
+            try:
+                self.existing = scan_previous(path, journal, gz=self.gz)
+            except OSError as e:
+                raise UsageError(f"--resume: cannot read {e.filename or self.spec}: {e.strerror or e}") from None
 
     # -- after the model loaded --------------------------------------------------------------------
     def open(self) -> OrderedWriter:
@@ -92,7 +98,11 @@ class Output:
             self.writer = OrderedWriter(Sink(sys.stdout.buffer, "stdout", gz=False, owned=False))
             return self.writer
         if self.kind == "special":
-            self.writer = OrderedWriter(Sink(open(self.spec, "ab"), self.spec, gz=self.gz))  # noqa: SIM115
+            try:
+                stream = open(self.spec, "ab")  # noqa: SIM115 - closed by the sink
+            except OSError as e:
+                raise OutputError(self.spec, e) from None
+            self.writer = OrderedWriter(Sink(stream, self.spec, gz=self.gz))
             return self.writer
         ex = self.existing
         sink = Sink(self._open_append(self.spec, 0 if not self.resume else ex.out_keep, ex.out_size), self.spec,
