@@ -109,6 +109,8 @@ def test_unwritable_output_location_stops_before_load(input_file, tmp_path, monk
     assert "missing.jsonl: No such file or directory" in capsys.readouterr().err
     assert score(input_file, input_file, "--overwrite") == 2
     assert "is the input file" in capsys.readouterr().err
+    assert score(input_file, tmp_path) == 2
+    assert "is a directory" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

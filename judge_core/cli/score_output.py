@@ -46,6 +46,8 @@ class Output:
                 raise UsageError("--resume needs an output file; `-o -` writes to stdout")
             return out
         path = Path(spec)
+        if path.is_dir():
+            raise UsageError(f"-o {spec} is a directory; expected a file name")
         if path.exists() and is_special(path):
             if resume:
                 raise UsageError(f"--resume: {spec} is not a regular file (a device or pipe); nothing to resume from")
@@ -53,8 +55,6 @@ class Output:
                 raise UsageError(f"cannot write {spec}: permission denied")
             out.kind = "special"
             return out
-        if path.is_dir():
-            raise UsageError(f"-o {spec} is a directory; expected a file name")
         if input_path != "-" and path.exists() and os.path.samefile(input_path, path):
             raise UsageError(f"-o {spec} is the input file")
         if path.exists() and not os.access(path, os.W_OK):
