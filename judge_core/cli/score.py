@@ -1,105 +1,182 @@
-"""`judge-core score MODEL INPUT.jsonl -o OUTPUT.jsonl`: one output row per input row, in order.
+"""`judge-core score MODEL INPUT.jsonl -o OUTPUT.jsonl`: one output row per input row, in input order.
 
-Input rows: {"id", "instruction", "response_1", "response_2"}. Output rows: {"id", "p1", "p2",
-"pass1", "pass2"} or {"id", "error"}. A line that cannot be judged (bad JSON, missing or non-string
-fields, a prompt over the model's context) becomes an error row; nothing is dropped. A row with no
-usable id also carries "line" (1-based), which is how --resume recognises it.
-Output is appended and flushed chunk by chunk, so an interrupted run resumes with --resume.
+Input rows: {"id", "instruction", "response_1", "response_2"}; INPUT may be `-` (stdin) or `*.gz`.
+Output rows: {"id", "p1", "p2", "pass1", "pass2"} or {"id", "error"}. A line that cannot be judged
+(invalid UTF-8 or JSON, longer than --max-line-bytes, missing or non-string fields, a prompt over the
+model's context) becomes an error row naming its line; nothing is dropped. A row with no usable id
+(a string or integer) carries "line" (1-based) instead. Ids may repeat: the n-th row with id "x" is
+its own row.
+
+OUTPUT: `-` writes to stdout (progress and summary always go to stderr); a device or FIFO is written
+as is; `*.gz` is gzip (whole members, so it can be resumed). An existing non-empty OUTPUT is never
+touched unless --resume (continue it) or --overwrite (truncate it, once the model has loaded) is given.
+Options, input and OUTPUT are all checked before the model loads. One run at a time per OUTPUT (a lock
+on OUTPUT.lock names the PID holding it).
+
+Every verdict is saved as soon as it is finished: rows reach OUTPUT in input order, and finished rows
+still waiting for an earlier one are kept in OUTPUT.partial (deleted when the run completes). After a
+crash, Ctrl-C or kill, `--resume` drops a torn last row, takes the rows in OUTPUT and OUTPUT.partial
+as done and judges only the rest.
+
+Exit status (a partly failed run still exits 0: its verdicts are good and each failure is an error row
+counted in the summary; a script that needs every row checks the rows or the summary):
+  0    the run completed and at least one row was scored (or the input had no rows)
+  1    every row failed (nothing was scored: a wrong input format, say), or OUTPUT could not be
+       written (disk full: one line naming OUTPUT; rows already written stay valid, --resume goes on)
+  2    a usage error: a bad option, an unreadable input, OUTPUT in use or existing without --resume /
+       --overwrite, a model that does not load; nothing was written
+  130  Ctrl-C: "interrupted: N rows written, rerun with --resume"
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import sys
-from pathlib import Path
+from itertools import islice
 
-from .model_arg import add_judge_arguments, judge_from_args
+from .model_arg import add_judge_arguments, judge_from_args, parse_budget
+from .score_input import count_lines, open_input, read_rows
+from .score_output import Output, OutputError, UsageError
 
 HELP = "score pairs from a JSONL file into a JSONL file of verdicts"
-CHUNK = 1024  # pairs judged (and written) at a time
+CHUNK = 4096  # input rows handed to compare_many at a time (its length sort works within a call)
 
 
 def add_arguments(parser) -> None:
     add_judge_arguments(parser)
-    parser.add_argument("input", help="JSONL (or .jsonl.gz) of {id, instruction, response_1, response_2}")
-    parser.add_argument("-o", "--output", required=True, help="JSONL file of verdicts")
-    parser.add_argument("--resume", action="store_true", help="skip rows whose id is already in OUTPUT")
+    parser.add_argument("input", help="JSONL (or .jsonl.gz, or - for stdin) of {id, instruction, response_1, "
+                                      "response_2}")
+    parser.add_argument("-o", "--output", required=True, help="JSONL (or .jsonl.gz, or - for stdout) of verdicts")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue OUTPUT: judge only rows not yet in it")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    parser.add_argument("--max-line-bytes", type=int, default=4 << 20,
+                        help="longer input lines become error rows unread (default 4 MiB)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def open_text(path: str):
-    return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
+def check_options(args) -> None:
+    """Raise UsageError for any option the model load would reject, before it starts."""
+    import torch
 
+    from ..api import resolve_dtype
+    from ..backends import BACKENDS
 
-def parse_line(text: str, line_no: int) -> tuple[dict, object]:
-    """-> (row identity for the output, the pair dict or an error message string)."""
     try:
-        row = json.loads(text)
-    except json.JSONDecodeError as e:
-        return {"id": None, "line": line_no}, f"line {line_no}: invalid JSON ({e.msg} at column {e.colno})"
-    if not isinstance(row, dict):
-        return {"id": None, "line": line_no}, f"line {line_no}: expected a JSON object, got {type(row).__name__}"
-    ident = row.get("id")
-    key = {"id": ident} if isinstance(ident, (str, int)) and not isinstance(ident, bool) else {"id": None, "line": line_no}
-    if key["id"] is None:
-        return key, f"line {line_no}: missing or invalid 'id' (a string or integer)"
-    return key, row
-
-
-def row_key(row: dict):
-    return ("id", row["id"]) if row.get("id") is not None else ("line", row.get("line"))
-
-
-def done_keys(output: Path) -> set:
-    keys = set()
-    if not output.exists():
-        return keys
-    with open(output, encoding="utf-8") as f:
-        for text in f:
-            try:
-                keys.add(row_key(json.loads(text)))
-            except (json.JSONDecodeError, AttributeError, KeyError):
-                continue  # a torn last line from an interrupted run: that row is redone
-    return keys
+        parse_budget(args.token_budget)
+    except SystemExit as e:
+        raise UsageError(str(e)) from None
+    if args.backend != "auto" and args.backend not in BACKENDS:
+        raise UsageError(f"--backend {args.backend!r}: expected auto or one of {', '.join(sorted(BACKENDS))}")
+    try:
+        device = torch.device(args.device) if args.device else None
+    except RuntimeError:
+        raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: no CUDA device is available")
+    try:
+        resolve_dtype(args.dtype, device or torch.device("cpu"))
+    except ValueError as e:
+        raise UsageError(f"--dtype: {e}") from None
+    for name, value in (("--max-context", args.max_context), ("--max-line-bytes", args.max_line_bytes)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be a positive integer, got {value}")
 
 
 def run(args) -> int:
-    output = Path(args.output)
-    if not Path(args.input).exists():
-        print(f"error: input file {args.input} does not exist", file=sys.stderr)
+    stream = output = None
+    try:
+        check_options(args)
+        try:
+            stream = open_input(args.input)
+        except OSError as e:
+            raise UsageError(f"cannot read input {args.input}: {e.strerror or e}") from None
+        output = Output.prepare(args.output, input_path=args.input, resume=args.resume, overwrite=args.overwrite)
+        return _score(args, stream, output)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    skip = done_keys(output) if args.resume else set()
-    if output.exists() and not args.resume:
-        output.unlink()
+    except KeyboardInterrupt:  # before judging started (_score handles it after)
+        if output is not None:
+            output.abort()
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    finally:
+        if stream is not None and stream is not sys.stdin.buffer:
+            stream.close()
 
-    with open_text(args.input) as f:
-        rows = [parse_line(text, n) for n, text in enumerate(f, 1) if text.strip()]
-    todo = [(key, item) for key, item in rows if row_key(key) not in skip]
-    print(f"{len(rows)} rows in {args.input}; {len(rows) - len(todo)} already in {output}, {len(todo)} to judge",
-          file=sys.stderr)
 
-    judge = judge_from_args(args)
+def _score(args, stream, output: Output) -> int:
+    ex = output.existing
+    if args.resume:
+        print(f"resuming: {len(ex.done)} rows already in {args.output}, {len(ex.carried)} finished rows in "
+              f"{output.journal_path}", file=sys.stderr)
+    try:
+        try:
+            judge = judge_from_args(args)
+        except (OSError, ValueError) as e:
+            output.abort()
+            print(f"error: cannot load the model {args.model}: {e}", file=sys.stderr)
+            return 2
+        writer = output.open()
+        malformed = _judge_rows(args, judge, stream, writer, ex)
+        output.finish()
+    except KeyboardInterrupt:
+        output.abort()
+        writer = output.writer
+        written = len(ex.done) + (writer.written if writer else 0)
+        kept = f" ({writer.waiting} more finished rows kept in {output.journal_path})" \
+            if writer and writer.journal and writer.waiting else ""
+        again = "rerun with --resume" if output.kind == "file" else f"{args.output} cannot be resumed"
+        print(f"interrupted: {written} rows written{kept}, {again}", file=sys.stderr)
+        return 130
+    except OutputError as e:
+        output.abort()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    scored, failed = ex.scored + writer.scored, ex.failed + writer.failed
+    before = f"; {len(ex.done)} rows were already there" if args.resume else ""
+    print(f"done: {writer.scored} scored, {writer.failed} failed ({malformed} malformed lines){before} "
+          f"-> {args.output}", file=sys.stderr)
+    if failed and not scored:
+        print(f"error: every row failed ({failed}); see the error rows in {args.output}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _judge_rows(args, judge, stream, writer, ex) -> int:
+    """Judge every input row not done yet, chunk by chunk; returns the number of malformed lines."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), unit="pair", desc="judging", disable=args.no_progress, dynamic_ncols=True)
-    counts = {"scored": 0, "errors": 0, "malformed": 0}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "a", encoding="utf-8") as out:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            # Malformed rows are judged as failing pairs so that compare_many keeps every row in place.
-            scores = judge.compare_many([item if isinstance(item, dict) else None for _, item in chunk], progress=bar)
-            for (key, item), score in zip(chunk, scores):
-                if isinstance(item, str):
-                    record = {**key, "error": item}
-                    counts["malformed"] += 1
+    lines = count_lines(args.input)
+    total = max(lines - len(ex.done), 0) if lines is not None else None
+    bar = tqdm(total=total, unit="pair", desc="judging", disable=args.no_progress, dynamic_ncols=True)
+    rows = read_rows(stream, args.max_line_bytes)
+    malformed = 0
+    try:
+        while chunk := list(islice(rows, CHUNK)):
+            todo = [row for row in chunk if row.key not in ex.done]
+            writer.expect([row.key for row in todo])
+            to_judge = []
+            for row in todo:
+                if row.key in ex.carried:
+                    writer.put(row.key, ex.carried.pop(row.key), journaled=True)
+                    bar.update(1)
+                elif row.error is not None:
+                    writer.put(row.key, {**row.ident, "error": row.error})
+                    malformed += 1
+                    bar.update(1)
                 else:
-                    record = {**key, **score.to_dict()}
-                counts["scored" if "error" not in record else "errors"] += 1
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()
-    bar.close()
-    print(f"done: {counts['scored']} scored, {counts['errors']} errors ({counts['malformed']} malformed lines) "
-          f"-> {output}", file=sys.stderr)
-    return 0
+                    to_judge.append(row)
+            if not to_judge:
+                continue
+
+            def on_result(i, score, to_judge=to_judge):
+                writer.put(to_judge[i].key, {**to_judge[i].ident, **score.to_dict()})
+
+            scores = judge.compare_many([row.pair for row in to_judge], progress=bar, on_result=on_result)
+            for row, score in zip(to_judge, scores):  # a judge that did not report some rows as it went
+                writer.put(row.key, {**row.ident, **score.to_dict()})
+    finally:
+        bar.close()
+    return malformed

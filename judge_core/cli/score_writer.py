@@ -1,0 +1,113 @@
+"""Writing verdict rows for `judge-core score`: in input order, each one durable as soon as it is finished.
+
+Rows finish in completion order (the judge sorts by length); OUT must be in input order. A finished
+row goes to OUT as soon as every row before it has gone; until then it waits in memory and, so that a
+killed run loses nothing, in the journal OUT.partial (one JSON line per row, flushed at once). A gzip
+OUT is written in whole gzip members of up to GZIP_MEMBER_ROWS rows, so every row is journaled until
+its member is on disk. "Durable" means handed to the OS (flushed), not fsync'ed: a killed process
+loses nothing, a power cut may.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import BinaryIO
+
+GZIP_MEMBER_ROWS = 256  # rows per gzip member: small enough to lose little, large enough to compress
+
+
+class OutputError(Exception):
+    """Writing to `name` failed (disk full, broken pipe, ...)."""
+
+    def __init__(self, name: str, error: OSError):
+        super().__init__(f"cannot write {name}: {error.strerror or error}")
+
+
+class Sink:
+    """OUT as a byte stream of JSONL rows; gzip output as a sequence of complete members."""
+
+    def __init__(self, stream: BinaryIO, name: str, *, gz: bool, owned: bool = True):
+        self.stream, self.name, self.gz, self.owned = stream, name, gz, owned
+        self.pending: list[bytes] = []  # gzip only: rows not yet in a member
+
+    def write(self, line: bytes) -> None:
+        if not self.gz:
+            self._io(self.stream.write, line)
+            return
+        self.pending.append(line)
+        if len(self.pending) >= GZIP_MEMBER_ROWS:
+            self._member()
+
+    def flush(self) -> None:
+        self._io(self.stream.flush)
+
+    def close(self) -> None:
+        try:
+            if self.gz and self.pending:
+                self._member()
+            self.flush()
+        finally:
+            if self.owned:
+                self._io(self.stream.close)
+
+    def _member(self) -> None:
+        self._io(self.stream.write, gzip.compress(b"".join(self.pending), mtime=0))
+        self.pending.clear()
+        self.flush()
+
+    def _io(self, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as e:
+            raise OutputError(self.name, e) from None
+
+
+class OrderedWriter:
+    """Takes finished rows in any order, writes them to the sink in the order announced by `expect`."""
+
+    def __init__(self, sink: Sink, journal: Sink | None = None):
+        self.sink, self.journal = sink, journal
+        self.journal_all = sink.gz  # gzip rows are not on disk until their member is written
+        self.slots: list = []
+        self.position: dict = {}
+        self.cursor = 0
+        self.ready: dict = {}
+        self.written = 0
+        self.scored = 0
+        self.failed = 0
+
+    def expect(self, keys: list) -> None:
+        """The next rows, by key, in input order (the previous ones must all have been written)."""
+        if self.cursor < len(self.slots):
+            raise RuntimeError(f"{len(self.slots) - self.cursor} rows of the previous chunk are not finished")
+        self.slots, self.cursor = list(keys), 0
+        self.position = {key: i for i, key in enumerate(self.slots)}
+
+    def finished(self, key) -> bool:
+        return key in self.ready or self.position[key] < self.cursor
+
+    def put(self, key, record: dict, *, journaled: bool = False) -> None:
+        """One finished row (`journaled`: it came from the journal, do not journal it again)."""
+        if self.finished(key):
+            return
+        self.failed += "error" in record
+        self.scored += "error" not in record
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        if self.journal is not None and not journaled and (self.journal_all or key != self.slots[self.cursor]):
+            self.journal.write((json.dumps({"key": list(key), "row": record}, ensure_ascii=False) + "\n").encode())
+            self.journal.flush()
+        self.ready[key] = line
+        moved = False
+        while self.cursor < len(self.slots) and self.slots[self.cursor] in self.ready:
+            self.sink.write(self.ready.pop(self.slots[self.cursor]))
+            self.cursor += 1
+            self.written += 1
+            moved = True
+        if moved:
+            self.sink.flush()
+
+    @property
+    def waiting(self) -> int:
+        """Finished rows not yet in OUT (kept in the journal, or lost with `-o -`)."""
+        return len(self.ready) + (len(self.sink.pending) if self.sink.gz else 0)
