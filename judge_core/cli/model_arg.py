@@ -40,20 +40,35 @@ def usage_error(message: str) -> SystemExit:
     return SystemExit(2)
 
 
-def check_judge_arguments(args) -> None:
-    """Everything about the judge options that can be checked without loading anything (exit 2 if wrong)."""
+def judge_argument_problem(args) -> str | None:
+    """What is wrong with the judge options, found without loading anything; None when nothing is."""
     from ..backends import check_backend_name
-    from ..dtypes import parse_dtype, check_dtype
+    from ..dtypes import check_dtype, parse_dtype, resolve_device
 
-    try:
-        check_backend_name(args.backend)
-        if args.dtype is not None:
-            check_dtype(parse_dtype(args.dtype))
-        parse_budget(args.token_budget)
-        if args.max_context is not None and args.max_context < 1:
-            raise ValueError(f"--max-context must be a positive integer, got {args.max_context}")
-    except ValueError as e:
-        raise usage_error(str(e)) from None
+    def positive(value) -> None:
+        if value is not None and value < 1:
+            raise ValueError("expected a positive integer")
+
+    checks = (
+        ("--backend", args.backend, check_backend_name),
+        ("--token-budget", args.token_budget, parse_budget),
+        ("--max-context", args.max_context, positive),
+        ("--device", args.device, resolve_device),
+        ("--dtype", args.dtype, lambda name: name is None or check_dtype(parse_dtype(name))),
+    )
+    for flag, value, check in checks:
+        try:
+            check(value)
+        except ValueError as e:
+            return f"{flag} {value!r}: {e}"
+    return None
+
+
+def check_judge_arguments(args) -> None:
+    """Exit with status 2 and one line if a judge option is wrong (before anything is loaded)."""
+    problem = judge_argument_problem(args)
+    if problem:
+        raise usage_error(problem)
 
 
 def parse_budget(text: str):
@@ -62,9 +77,9 @@ def parse_budget(text: str):
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"--token-budget must be a positive integer or 'auto', got {text!r}") from None
+        raise ValueError("expected a positive integer or 'auto'") from None
     if value < 1:
-        raise ValueError(f"--token-budget must be a positive integer or 'auto', got {text!r}")
+        raise ValueError("expected a positive integer or 'auto'")
     return value
 
 

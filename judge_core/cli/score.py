@@ -33,7 +33,7 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
-from .model_arg import add_judge_arguments, judge_from_args, parse_budget
+from .model_arg import add_judge_arguments, judge_argument_problem, judge_from_args
 from .score_input import count_lines, open_input, read_rows
 from .score_output import Output, OutputError, UsageError
 
@@ -56,30 +56,11 @@ def add_arguments(parser) -> None:
 
 def check_options(args) -> None:
     """Raise UsageError for any option the model load would reject, before it starts."""
-    import torch
-
-    from ..api import resolve_dtype
-    from ..backends import BACKENDS
-
-    try:
-        parse_budget(args.token_budget)
-    except SystemExit as e:
-        raise UsageError(str(e)) from None
-    if args.backend != "auto" and args.backend not in BACKENDS:
-        raise UsageError(f"--backend {args.backend!r}: expected auto or one of {', '.join(sorted(BACKENDS))}")
-    try:
-        device = torch.device(args.device) if args.device else None
-    except RuntimeError:
-        raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
-    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: no CUDA device is available")
-    try:
-        resolve_dtype(args.dtype, device or torch.device("cpu"))
-    except ValueError as e:
-        raise UsageError(f"--dtype: {e}") from None
-    for name, value in (("--max-context", args.max_context), ("--max-line-bytes", args.max_line_bytes)):
-        if value is not None and value < 1:
-            raise UsageError(f"{name} must be a positive integer, got {value}")
+    problem = judge_argument_problem(args)
+    if problem:
+        raise UsageError(problem)
+    if args.max_line_bytes is not None and args.max_line_bytes < 1:
+        raise UsageError(f"--max-line-bytes must be a positive integer, got {args.max_line_bytes}")
 
 
 def run(args) -> int:
@@ -112,8 +93,11 @@ def _score(args, stream, output: Output) -> int:
               f"{output.journal_path}", file=sys.stderr)
     try:
         try:
-            judge = judge_from_args(args)
-        except (OSError, ValueError) as e:
+            judge = judge_from_args(args)  # a bad model or option: one line on stderr, SystemExit(2)
+        except SystemExit as e:
+            output.abort()
+            return int(e.code) if isinstance(e.code, int) else 2
+        except OSError as e:
             output.abort()
             print(f"error: cannot load the model {args.model}: {e}", file=sys.stderr)
             return 2
