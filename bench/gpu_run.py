@@ -113,8 +113,8 @@ def kernels_of(system) -> object:
         return f"describe() failed: {type(e).__name__}: {e}"
 
 
-def timed_row(rec: Recorder, name: str, system, pairs, device, **extra) -> tuple[dict, list]:
-    """Score `pairs` once with `system`, timed from the first token to the last logit; one row."""
+def timed_row(rec: Recorder, name: str, scorer, pairs, device, **extra) -> tuple[dict, list]:
+    """Score `pairs` once with `scorer` (compare_many), timed from the first token to the last logit; one row."""
     import torch
 
     tuples = [p.as_tuple() for p in pairs]
@@ -122,24 +122,35 @@ def timed_row(rec: Recorder, name: str, system, pairs, device, **extra) -> tuple
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     t = time.perf_counter()
-    scores = system.compare_many(tuples)
+    scores = scorer.compare_many(tuples)
     _sync(device)
     seconds = time.perf_counter() - t
-    stats = dict(getattr(system, "last_run_stats", None) or {})
+    stats = dict(getattr(scorer, "last_run_stats", None) or {})
     tokens = sum(sum(s.tokens) for s in scores if s.ok)
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
     row = rec.row(row=name, pairs=len(pairs), prompts=2 * len(pairs), prompt_tokens=tokens, seconds=round(seconds, 3),
                   prompt_tokens_per_s=tokens / max(seconds, 1e-9), batches=stats.get("batches"),
                   oom_splits=stats.get("oom_splits"), pair_errors=sum(not s.ok for s in scores),
                   peak_gpu_bytes=peak, peak_gpu_gib=None if peak is None else round(peak / 2**30, 2),
-                  kernels=kernels_of(system), **extra)
+                  kernels=kernels_of(scorer), **extra)
     return row, scores
 
 
-def _judge(path, backend, dtype, device, budget):
+def _judge(path, backend, dtype, device, budget, tokenizer=None):
+    """Judge.from_pretrained's steps, with one tokenizer shared by every system (loading the 248k-token
+    tokenizer again per system costs seconds on a busy host, and changes nothing measured)."""
     from judge_core import Judge
+    from judge_core.backends import load_backend
+    from judge_core.loader import read_config
+    from judge_core.prompts import candidate_token_ids
 
-    return Judge.from_pretrained(path, backend=backend, dtype=dtype, device=device, token_budget=budget)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidate_token_ids(tokenizer),
+                          config=read_config(path))
+    return Judge(engine, tokenizer, token_budget=budget)
 
 
 def _loaded(rec: Recorder, name: str, build, device):
@@ -210,9 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     else:
         device = torch.device("cuda")
+    # The speed systems run in bf16 on the GPU; the CPU dry run uses fp32 there (bf16 matmuls on a
+    # CPU are slow and prove nothing more about this script).
+    args.fast, args.fast_torch_dtype = ("fp32", torch.float32) if args.cpu_dry_run else ("bf16", torch.bfloat16)
     if args.fresh_process_row:
         return _fresh_process_child(args, rec, device)
 
+    if args.cpu_dry_run:  # the same steps at CI size: the tiny model, 2-3 short pairs, small packs
+        args.pairs, args.new_pairs = min(args.pairs, 3), min(args.new_pairs, 2)
+        args.parity_pairs, args.plain_seconds = min(args.parity_pairs, 2), min(args.plain_seconds, 2.0)
+        args.token_budget = min(args.token_budget, 1024)
     skip = {s for s in args.skip.split(",") if s}
     unknown = skip - set(STEPS)
     if unknown:
@@ -222,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     rec.row(row="meta", command="python -m bench.gpu_run " + " ".join(sys.argv[1:] if argv is None else argv),
             commit=_git_commit(), machine=machine_description(device), kernel_caches=caches,
             dry_run=args.cpu_dry_run, token_budget=args.token_budget)
-    state: dict = {"parity_scores": {}, "failed_parity": []}
+    state: dict = {"parity_scores": {}, "failed_parity": [],
+                   "drift_names": {f"packed {args.fast} (speed system)", f"hf {args.fast} (speed system)"}}
 
     def step(name: str, fn) -> None:
         if name in skip:
@@ -300,7 +319,7 @@ def _step_workload(args, rec, state) -> None:
         parity = synthetic_pairs(args.parity_pairs, seed=44, tokenizer=tok,
                                  max_chars=min(args.parity_chars, max_chars or args.parity_chars))
         desc = "synthetic pairs with dev-data token lengths (A seed 42, B seed 43 longer, parity seed 44)"
-    state.update(set_a=a, set_b=b, parity=parity)
+    state.update(set_a=a, set_b=b, parity=parity, tok=tok)
     rec.row(row="workload", description=desc, set_a_pairs=len(a), set_b_pairs=len(b), parity_pairs=len(parity))
 
 
@@ -309,17 +328,17 @@ def _step_packed(args, rec, device, state) -> None:
 
     from judge_core.memory import auto_token_budget
 
-    judge, load_s, weights = _loaded(rec, "packed bf16", lambda: _judge(state["path"], "packed", torch.bfloat16,
-                                                                        device, args.token_budget), device)
-    common = dict(system="judge_core", backend="packed", dtype="bf16", weights="dense", token_budget=args.token_budget,
+    judge, load_s, weights = _loaded(rec, f"packed {args.fast}", lambda: _judge(state["path"], "packed", args.fast_torch_dtype,
+                                                                        device, args.token_budget, state["tok"]), device)
+    common = dict(system="judge_core", backend="packed", dtype=args.fast, weights="dense", token_budget=args.token_budget,
                   load_seconds=round(load_s, 1), weights_bytes=weights,
                   auto_budget_here=auto_token_budget(_cfg(state), device))
-    timed_row(rec, "packed bf16 cold (first call in this process)", judge, state["set_a"], device, phase="cold", **common)
-    timed_row(rec, "packed bf16 warm", judge, state["set_a"], device, phase="warm", **common)
-    timed_row(rec, "packed bf16 new shapes (set B, first time)", judge, state["set_b"], device, phase="new-shapes",
+    timed_row(rec, f"packed {args.fast} cold (first call in this process)", judge, state["set_a"], device, phase="cold", **common)
+    timed_row(rec, f"packed {args.fast} warm", judge, state["set_a"], device, phase="warm", **common)
+    timed_row(rec, f"packed {args.fast} new shapes (set B, first time)", judge, state["set_b"], device, phase="new-shapes",
               **common)
-    timed_row(rec, "packed bf16 warm (set B again)", judge, state["set_b"], device, phase="warm-b", **common)
-    _, state["parity_scores"]["packed bf16"] = timed_row(rec, "packed bf16 parity pairs", judge, state["parity"], device,
+    timed_row(rec, f"packed {args.fast} warm (set B again)", judge, state["set_b"], device, phase="warm-b", **common)
+    _, state["parity_scores"][f"packed {args.fast} (speed system)"] = timed_row(rec, f"packed {args.fast} parity pairs", judge, state["parity"], device,
                                                          phase="parity", **common)
 
 
@@ -340,13 +359,14 @@ def _step_gptq(args, rec, device, state) -> None:
     if not (qdir / "config.json").exists():
         quantize_checkpoint(state["path"], qdir, method="rtn", device=device)
     rec.row(row="gptq quantize (rtn, g128)", seconds=round(time.perf_counter() - t, 1), path=str(qdir), device=str(device))
-    judge, load_s, weights = _loaded(rec, "packed GPTQ bf16", lambda: _judge(str(qdir), "packed", torch.bfloat16,
-                                                                             device, args.token_budget), device)
-    common = dict(system="judge_core", backend="packed", dtype="bf16", weights="gptq-rtn-4bit",
+    judge, load_s, weights = _loaded(rec, f"packed GPTQ {args.fast}", lambda: _judge(str(qdir), "packed", args.fast_torch_dtype,
+                                                                             device, args.token_budget, state["tok"]),
+                                   device)
+    common = dict(system="judge_core", backend="packed", dtype=args.fast, weights="gptq-rtn-4bit",
                   load_seconds=round(load_s, 1), weights_bytes=weights)
-    timed_row(rec, "gptq packed bf16 first call", judge, state["set_a"], device, phase="first",
+    timed_row(rec, f"gptq packed {args.fast} first call", judge, state["set_a"], device, phase="first",
               token_budget=args.token_budget, **common)
-    timed_row(rec, "gptq packed bf16 warm", judge, state["set_a"], device, phase="warm",
+    timed_row(rec, f"gptq packed {args.fast} warm", judge, state["set_a"], device, phase="warm",
               token_budget=args.token_budget, **common)
     if device.type != "cuda":
         rec.row(row="gptq 8 GiB cap", status="skipped", reason="needs CUDA (memory caps)")
@@ -359,7 +379,7 @@ def _step_gptq(args, rec, device, state) -> None:
     try:
         for budget, label in ((args.token_budget, "default"), (auto8, "auto for 8 GiB")):
             judge.token_budget = budget
-            timed_row(rec, f"gptq packed bf16 under an 8 GiB cap, {label} budget {budget}", judge, state["set_a"],
+            timed_row(rec, f"gptq packed {args.fast} under an 8 GiB cap, {label} budget {budget}", judge, state["set_a"],
                       device, phase="8gib-cap", token_budget=budget, **common)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
@@ -368,13 +388,13 @@ def _step_gptq(args, rec, device, state) -> None:
 def _step_hf(args, rec, device, state) -> None:
     import torch
 
-    judge, load_s, weights = _loaded(rec, "hf bf16", lambda: _judge(state["path"], "hf", torch.bfloat16, device,
-                                                                    args.token_budget), device)
-    common = dict(system="judge_core", backend="hf", dtype="bf16", weights="dense", token_budget=args.token_budget,
+    judge, load_s, weights = _loaded(rec, f"hf {args.fast}", lambda: _judge(state["path"], "hf", args.fast_torch_dtype, device,
+                                                                    args.token_budget, state["tok"]), device)
+    common = dict(system="judge_core", backend="hf", dtype=args.fast, weights="dense", token_budget=args.token_budget,
                   load_seconds=round(load_s, 1), weights_bytes=weights)
-    timed_row(rec, "hf bf16 first call", judge, state["set_a"], device, phase="first", **common)
-    timed_row(rec, "hf bf16 warm", judge, state["set_a"], device, phase="warm", **common)
-    _, state["parity_scores"]["hf bf16"] = timed_row(rec, "hf bf16 parity pairs", judge, state["parity"], device,
+    timed_row(rec, f"hf {args.fast} first call", judge, state["set_a"], device, phase="first", **common)
+    timed_row(rec, f"hf {args.fast} warm", judge, state["set_a"], device, phase="warm", **common)
+    _, state["parity_scores"][f"hf {args.fast} (speed system)"] = timed_row(rec, f"hf {args.fast} parity pairs", judge, state["parity"], device,
                                                      phase="parity", **common)
 
 
@@ -410,20 +430,21 @@ def _fresh_process_child(args, rec, device) -> int:
         from .models import resolve_model
 
         path = resolve_model("tiny", Path(args.model_dir).parent)[0]
-    judge, load_s, weights = _loaded(rec, "packed bf16 (fresh process)", lambda: _judge(
-        path, "packed", torch.bfloat16, device, args.token_budget), device)
+    judge, load_s, weights = _loaded(rec, f"packed {args.fast} (fresh process)", lambda: _judge(
+        path, "packed", args.fast_torch_dtype, device, args.token_budget), device)
     t = time.perf_counter()
     stats = warmup(judge.backend, judge.token_budget, judge.max_context)
-    common = dict(system="judge_core", backend="packed", dtype="bf16", weights="dense", token_budget=args.token_budget,
+    common = dict(system="judge_core", backend="packed", dtype=args.fast, weights="dense", token_budget=args.token_budget,
                   load_seconds=round(load_s, 1))
-    rec.row(row="fresh process: load-time warm-up", seconds=round(time.perf_counter() - t, 2), **stats, **common)
+    rec.row(row="fresh process: load-time warm-up", seconds=round(time.perf_counter() - t, 2), warmup_packs=stats["packs"],
+            warmup_tokens=stats["tokens"], **common)
     from .workloads import card_pairs, read_items, synthetic_pairs
 
     tok = AutoTokenizer.from_pretrained(path)
     max_chars = 200 if args.cpu_dry_run else None
     pairs = (card_pairs(read_items(args.items), args.pairs, max_chars=max_chars) if args.items else
              synthetic_pairs(args.pairs, seed=42, tokenizer=tok, max_chars=max_chars))
-    timed_row(rec, "packed bf16 fresh process, kernel cache filled + warm-up (first call)", judge, pairs, device,
+    timed_row(rec, f"packed {args.fast} fresh process, kernel cache filled + warm-up (first call)", judge, pairs, device,
               phase="cold-cached", **common)
     return 0
 
@@ -435,7 +456,7 @@ def _step_parity(args, rec, device, state) -> None:
 
     parity, scores = state["parity"], state["parity_scores"]
     hf32, load_s, _ = _loaded(rec, "hf fp32", lambda: _judge(state["path"], "hf", torch.float32, device,
-                                                             args.token_budget), device)
+                                                             args.token_budget, state["tok"]), device)
     reference = ReferenceJudge(hf32.backend.model, hf32.tokenizer)  # the same fp32 weights, the card's algorithm
     _, ref = timed_row(rec, "reference twin fp32 parity pairs", reference, parity, device, system="reference",
                        dtype="fp32", phase="parity")
@@ -444,14 +465,14 @@ def _step_parity(args, rec, device, state) -> None:
     del hf32, reference
     _free(device)
     packed32, _, _ = _loaded(rec, "packed fp32", lambda: _judge(state["path"], "packed", torch.float32, device,
-                                                                args.token_budget), device)
+                                                                args.token_budget, state["tok"]), device)
     _, scores["packed fp32"] = timed_row(rec, "packed fp32 parity pairs", packed32, parity, device, system="judge_core",
                                          backend="packed", dtype="fp32", phase="parity")
     del packed32
     for name, got in scores.items():
         acc = _agreement(got, ref)
-        ok = acc.get("pairs_compared", 0) > 0 and (name.endswith("bf16") or acc["max_abs_delta_p1"] <= FP32_PARITY_TOLERANCE)
-        kind = "drift" if name.endswith("bf16") else "parity"
+        kind = "drift" if name in state["drift_names"] else "parity"  # speed systems drift; fp32 twins must agree
+        ok = acc.get("pairs_compared", 0) > 0 and (kind == "drift" or acc["max_abs_delta_p1"] <= FP32_PARITY_TOLERANCE)
         if kind == "parity" and not ok:
             state["failed_parity"].append(name)
         rec.row(row=f"{kind} {name} vs reference twin fp32", **acc,
@@ -467,8 +488,8 @@ def _step_plain(args, rec, device, state) -> None:
 
     from .plain_hf import PlainHFBaseline
 
-    plain, load_s, _ = _loaded(rec, "plain transformers bf16", lambda: PlainHFBaseline(
-        state["path"], dtype=torch.bfloat16, device=device, rows_per_batch=args.plain_rows), device)
+    plain, load_s, _ = _loaded(rec, f"plain transformers {args.fast}", lambda: PlainHFBaseline(
+        state["path"], dtype=args.fast_torch_dtype, device=device, rows_per_batch=args.plain_rows), device)
     cap = min(args.plain_seconds, max(5.0, args.max_seconds + 60 - rec.elapsed()))
     pairs, chunk = state["set_a"], max(1, args.plain_rows // 2)
     if device.type == "cuda":
@@ -481,8 +502,8 @@ def _step_plain(args, rec, device, state) -> None:
     _sync(device)
     seconds = time.perf_counter() - t
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-    rec.row(row=f"plain transformers bf16, {args.plain_rows} rows per batch (capped at {cap:.0f} s)", system="plain",
-            dtype="bf16", phase="warm-ish", pairs=done, prompts=2 * done, prompt_tokens=tokens,
+    rec.row(row=f"plain transformers {args.fast}, {args.plain_rows} rows per batch (capped at {cap:.0f} s)", system="plain",
+            dtype=args.fast, phase="warm-ish", pairs=done, prompts=2 * done, prompt_tokens=tokens,
             seconds=round(seconds, 3), prompt_tokens_per_s=tokens / max(seconds, 1e-9), load_seconds=round(load_s, 1),
             peak_gpu_bytes=peak, peak_gpu_gib=None if peak is None else round(peak / 2**30, 2),
             capped=done < len(pairs))
