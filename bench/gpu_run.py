@@ -285,9 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 def _step_build(args, rec, device, state) -> None:
     t = time.perf_counter()
     if args.cpu_dry_run:
-        from .models import resolve_model
-
-        path, desc = resolve_model("tiny", Path(args.model_dir).parent)
+        path, desc = _dry_run_model(args)
     else:
         from .models import save_4b_random
 
@@ -296,6 +294,15 @@ def _step_build(args, rec, device, state) -> None:
             save_4b_random(path, tokenizer_dir=args.tokenizer_dir)
     state["path"] = str(path)
     rec.row(row="build", model=desc, path=str(path), seconds=round(time.perf_counter() - t, 1))
+
+
+def _dry_run_model(args) -> tuple[str, str]:
+    """--model-dir when it holds a checkpoint (CI passes its tiny fixture), else the tiny model built there."""
+    if (Path(args.model_dir) / "config.json").exists():
+        return str(args.model_dir), f"checkpoint {args.model_dir}"
+    from .models import resolve_model
+
+    return resolve_model("tiny", Path(args.model_dir).parent)
 
 
 def _step_workload(args, rec, state) -> None:
@@ -425,11 +432,7 @@ def _fresh_process_child(args, rec, device) -> int:
 
     from judge_core.warmup import warmup
 
-    path = str(Path(args.model_dir)) if not args.cpu_dry_run else None
-    if args.cpu_dry_run:
-        from .models import resolve_model
-
-        path = resolve_model("tiny", Path(args.model_dir).parent)[0]
+    path = _dry_run_model(args)[0] if args.cpu_dry_run else str(Path(args.model_dir))
     judge, load_s, weights = _loaded(rec, f"packed {args.fast} (fresh process)", lambda: _judge(
         path, "packed", args.fast_torch_dtype, device, args.token_budget), device)
     t = time.perf_counter()
