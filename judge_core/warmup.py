@@ -107,7 +107,8 @@ def warmup(backend, token_budget: int, max_context: int | None = None, *, progre
     import torch
 
     max_context = int(max_context or backend.max_context)
-    shapes = warmup_shapes(int(token_budget), max_context, counts_padding=bool(getattr(backend, "counts_padding", False)))
+    padded = bool(getattr(backend, "counts_padding", False))
+    shapes = warmup_shapes(int(token_budget), max_context, counts_padding=padded)
     t0 = time.perf_counter()
     it = shapes
     if progress:
