@@ -9,6 +9,7 @@ The data's way through the bench is its layout:
   metrics.py    speed, accuracy against the reference twin, the card's metrics
   sweeps.py     throughput against token budget and against prompt length
   report.py     JSON, a Markdown table, PNG plots
-  gpu_run.py    the single GPU script (build 4B, parity, timings) in under 10 minutes
+  gpu_run.py    the single GPU script (build 4B; cold, warm, new-shape, GPTQ, hf, parity rows) in < 8 minutes;
+                gpu_steps.py its steps, gpu_rows.py its JSONL recorder and timed rows
 Run `python -m bench --help`.
 """

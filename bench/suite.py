@@ -1,6 +1,6 @@
 """One bench run: workload -> systems -> metrics -> sweeps -> targets, as one results dict.
 
-`run_bench(BenchConfig(...))` is what `python -m bench` and `bench/gpu_run.py` call.
+`run_bench(BenchConfig(...))` is what `python -m bench` calls (bench/gpu_run.py has its own steps).
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class Judge:
     def from_pretrained(cls, path_or_repo_id, *, dtype=None, device=None, token_budget: int | str = 32768,
                         backend: str = "auto", ascii_json: bool = True, max_context: int | None = None,
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
-                        token: str | bool | None = None, cache_dir: str | None = None) -> "Judge":
+                        token: str | bool | None = None, cache_dir: str | None = None,
+                        warmup: bool | None = None) -> "Judge":
         """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
 
         dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
@@ -72,6 +73,7 @@ class Judge:
         token_budget: tokens per forward batch, or "auto" (sized from free GPU memory).
         chat_template_kwargs: extra chat-template variables, e.g. {"enable_thinking": False}.
         revision / token / cache_dir: for hub ids, as in huggingface_hub.
+        warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
         """
         from transformers import AutoTokenizer
 
@@ -88,12 +90,15 @@ class Judge:
         engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config,
                               quant=quantization_config(path, config))
         if token_budget == "auto":
-            from .gptq.budget import auto_token_budget
+            from .memory import auto_token_budget
 
             token_budget = auto_token_budget(text_config(config), device)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs)
         judge.path = path
+        from .warmup import maybe_warmup
+
+        maybe_warmup(engine, judge.token_budget, judge.max_context, enabled=warmup)
         return judge
 
     # -- request -> prompt -> tokens ------------------------------------------------------------

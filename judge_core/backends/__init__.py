@@ -43,7 +43,9 @@ def load_backend(name: str, path, *, dtype: torch.dtype, device: torch.device, c
                  config: dict | None = None, quant: dict | None = None):
     """Construct backend `name` over a resolved checkpoint dir ("auto" resolved against its config)."""
     from ..checkpoint import quantization_config, read_config
+    from ..warmup import configure_kernel_caches
 
+    configure_kernel_caches()  # before any backend imports a Triton kernel: autotune choices persist on disk
     config = read_config(path) if config is None else config
     quant = quantization_config(path, config) if quant is None else quant
     chosen = choose_backend(name, config, device, quant)

@@ -37,8 +37,17 @@ class HFBackend:
         if self.head.bias is not None:
             self.head.bias = self.head.bias.to(self.device)
 
-    @torch.inference_mode()
     def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
+        return self.candidate_logits_async(batch).result()
+
+    def candidate_logits_async(self, batch: Sequence[Sequence[int]]):
+        """Launch the batch; `.result()` of the handle waits for its [rows, C] float32 CPU logits."""
+        from ..runner import PendingLogits
+
+        return PendingLogits(self._device_logits(batch))
+
+    @torch.inference_mode()
+    def _device_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
         rows = len(batch)
         lengths = torch.tensor([len(s) for s in batch])
         width = int(lengths.max())
@@ -49,5 +58,8 @@ class HFBackend:
             ids = ids.pin_memory()
         ids = ids.to(self.device, non_blocking=True)
         hidden = self.base(input_ids=ids, use_cache=False).last_hidden_state  # [rows, width, H]
-        last = hidden[torch.arange(rows, device=self.device), (lengths - 1).to(self.device)]  # [rows, H]
-        return self.head.logits(last).cpu()
+        last_cols = lengths - 1
+        if self.device.type == "cuda":  # a pageable copy would synchronize the stream every batch
+            last_cols = last_cols.pin_memory()
+        last = hidden[torch.arange(rows, device=self.device), last_cols.to(self.device, non_blocking=True)]  # [rows, H]
+        return self.head.logits(last)

@@ -77,11 +77,21 @@ class PackedBackend:
         self.max_context = self.model.args.max_position_embeddings
         return self
 
-    @torch.inference_mode()
     def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
         """float32 [len(batch), n_candidates] on the CPU, rows in batch order."""
+        return self.candidate_logits_async(batch).result()
+
+    @torch.inference_mode()
+    def candidate_logits_async(self, batch: Sequence[Sequence[int]]):
+        """Pack, copy and launch the batch; returns a handle whose `.result()` waits for its logits.
+
+        On CUDA this returns once the kernels are queued (the runner packs the next batch meanwhile);
+        on the CPU the forward has already run and `.result()` returns at once.
+        """
+        from ..runner import PendingLogits
+
         longest = max((len(s) for s in batch), default=0)
         if longest > self.max_context:
             raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.max_context}")
         packed = PackedBatch.from_token_lists(batch, self.device)
-        return self.model(packed).cpu()
+        return PendingLogits(self.model(packed))

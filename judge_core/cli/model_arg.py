@@ -83,8 +83,10 @@ def parse_budget(text: str):
     return value
 
 
-def judge_from_args(args):
-    """The Judge the options describe; a bad option or checkpoint ends the command with one line (exit 2)."""
+def judge_from_args(args, **overrides):
+    """The Judge the options describe; a bad option or checkpoint ends the command with one line (exit 2).
+
+    overrides: further Judge.from_pretrained arguments (e.g. warmup=False)."""
     from ..api import Judge
     from ..checkpoint import CheckpointError
 
@@ -93,7 +95,8 @@ def judge_from_args(args):
         judge = Judge.from_pretrained(resolve_model(args.model, args.revision), dtype=args.dtype, device=args.device,
                                      backend=args.backend, token_budget=parse_budget(args.token_budget),
                                      ascii_json=not args.unicode_json, max_context=args.max_context,
-                                     chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
+                                     chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
+                                     **overrides)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
     print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "

@@ -64,11 +64,17 @@ def _spread_weights(model: torch.nn.Module, seed: int, scale: float) -> None:
     The stock init (std 0.02, norms at exactly 1) makes a 4-layer model's "A" and "B" logits almost
     equal, so every p1 would be ~50% and a parity test could not tell right from wrong.
     """
-    gen = torch.Generator().manual_seed(seed)
+    # One generator per device, each seeded alike. The noise is drawn where the parameter lives: a
+    # CUDA model (the 4B bench shape) never moves gigabytes of CPU noise over PCIe, and mixing a CPU
+    # generator's output into CUDA weights is what broke the 4B build. CPU parameters consume the CPU
+    # generator in parameter order exactly as before, so the tiny test models stay bit-identical.
+    generators: dict[torch.device, torch.Generator] = {}
     for name, p in model.named_parameters():
         if not p.is_floating_point():
             continue
-        noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+        if p.device not in generators:
+            generators[p.device] = torch.Generator(device=p.device).manual_seed(seed)
+        noise = torch.randn(p.shape, generator=generators[p.device], dtype=torch.float32, device=p.device)
         if name.endswith("A_log") or name.endswith("dt_bias"):
             p.add_((0.1 * noise).to(p.dtype))
         elif p.ndim == 1:  # norm weights, biases: stay near their init
