@@ -15,8 +15,6 @@ and stored in the input dtype (fla rounds there too).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 QK_NORM_IMPLS = ("triton", "torch")
@@ -48,30 +46,6 @@ def qk_l2norm_torch(qkv: torch.Tensor, key_dim: int, head_k_dim: int) -> tuple[t
     return out[0], out[1]
 
 
-@functools.cache
-def _triton_kernel():
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def qk_l2norm_kernel(x_ptr, out_ptr, T, stride_x, eps, HEADS2: tl.constexpr, D: tl.constexpr,
-                         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
-        # program (i, h): rows i*BLOCK_T.., head h of the 2 Hk heads (q heads, then k heads), which are
-        # qkv's columns h*D..(h+1)*D; out is [2, T, Hk, D] = [T, 2 Hk, D] per half.
-        rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-        head = tl.program_id(1)
-        cols = tl.arange(0, BLOCK_D)
-        ok = (rows < T)[:, None] & (cols < D)[None, :]
-        src = x_ptr + rows.to(tl.int64)[:, None] * stride_x + head * D + cols[None, :]
-        x = tl.load(src, mask=ok, other=0.0).to(tl.float32)
-        y = x / tl.sqrt(tl.sum(x * x, 1) + eps)[:, None]
-        half = head // (HEADS2 // 2)                 # 0: q, 1: k
-        head_in_half = head % (HEADS2 // 2)
-        dst = (out_ptr + half.to(tl.int64) * T * (HEADS2 // 2) * D + rows.to(tl.int64)[:, None] * (HEADS2 // 2) * D
-               + head_in_half * D + cols[None, :])
-        tl.store(dst, y.to(out_ptr.dtype.element_ty), mask=ok)
-
-    return qk_l2norm_kernel
 
 
 def qk_l2norm_triton(qkv: torch.Tensor, key_dim: int, head_k_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,13 +53,15 @@ def qk_l2norm_triton(qkv: torch.Tensor, key_dim: int, head_k_dim: int) -> tuple[
     _check(qkv, key_dim, head_k_dim)
     import triton
 
+    from . import triton_kernels
+
     tokens, heads = qkv.shape[0], key_dim // head_k_dim
     out = torch.empty((2, tokens, heads, head_k_dim), dtype=qkv.dtype, device=qkv.device)
     if tokens:
         block_d = triton.next_power_of_2(head_k_dim)
         block_t = max(1, min(32, 4096 // block_d))   # ~16 KB of float32 per program, any head size
         grid = (triton.cdiv(tokens, block_t), 2 * heads)
-        _triton_kernel()[grid](qkv, out, tokens, qkv.stride(0), EPS, HEADS2=2 * heads, D=head_k_dim,
+        triton_kernels.qk_l2norm_kernel[grid](qkv, out, tokens, qkv.stride(0), EPS, HEADS2=2 * heads, D=head_k_dim,
                                BLOCK_D=block_d, BLOCK_T=block_t)
     return out[0], out[1]
 
