@@ -9,8 +9,8 @@ Implementations:
   prompts holds ~10 prompts, so the Python loop is ~10 launches per layer.
 - `varlen_attention_torch`: torch's own `torch.nn.attention.varlen.varlen_attn` (FlashAttention-2 in
   torch's CUDA build, sm_80 and newer, bf16/fp16, head_dim up to 256): one launch per layer, no
-  extra install. Its signature changed between torch 2.10/2.11 (`is_causal`) and 2.13 (`window_size`,
-  `enable_gqa`); `_torch_varlen_call` adapts to what the installed torch has.
+  extra install. Its signature changed: 2.10 `is_causal` (no scale), 2.11 `scale`, `window_size`, 2.12
+  `enable_gqa`; `varlen_attention_torch` adapts to the installed torch.
 - flash-attn's `flash_attn_varlen_func` on CUDA when installed (one launch per layer).
 The KernelSet (ops/kernels.py) picks: flash_attn, else torch varlen (CUDA, half dtypes, sm_80+), else
 the per-prompt SDPA loop (CPU, fp32, and anything else).
@@ -87,9 +87,13 @@ def varlen_attention_torch(q, k, v, cu_seqlens: torch.Tensor, max_seqlen: int, s
 
     groups = _check(q, k, v)
     params = _torch_varlen_params()
-    kwargs = {"scale": scale}
+    kwargs = {}
+    if "scale" in params:
+        kwargs["scale"] = scale
+    elif abs(scale - q.shape[-1] ** -0.5) > 1e-9:    # torch 2.10 always uses 1/sqrt(head_dim)
+        raise ValueError(f"this torch's varlen_attn has no scale argument; scale {scale} != head_dim^-0.5")
     if "window_size" in params:
-        kwargs["window_size"] = (-1, 0)            # causal, in torch >= 2.12's terms
+        kwargs["window_size"] = (-1, 0)            # causal, in torch >= 2.11's terms
     else:
         kwargs["is_causal"] = True
     if groups > 1:

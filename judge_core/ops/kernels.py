@@ -67,13 +67,22 @@ def flash_attn_available() -> bool:
 
 
 @functools.cache
-def torch_varlen_available() -> bool:
-    """torch's own varlen flash attention (torch >= 2.10, CUDA builds; sm_80 and newer)."""
+def torch_varlen_works(device: str, dtype: torch.dtype) -> bool:
+    """torch's own varlen flash attention (torch >= 2.10) runs here: probed once with the shape class
+    the model needs (causal, GQA 4:1, head_dim 256), since whether torch's build has kernels for this
+    GPU (sm_80 .. sm_100) shows only when one runs; and it must agree with the explicit softmax (its
+    causal flag changed between torch releases)."""
     try:
-        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+        from .attention import varlen_attention_naive, varlen_attention_torch
+
+        gen = torch.Generator(device=device).manual_seed(0)
+        q = torch.randn(5, 4, 256, device=device, dtype=dtype, generator=gen)
+        k, v = (torch.randn(5, 1, 256, device=device, dtype=dtype, generator=gen) for _ in range(2))
+        got = varlen_attention_torch(q, k, v, torch.tensor([0, 2, 5], device=device), 3, 256 ** -0.5)
+        want = varlen_attention_naive(q, k, v, [0, 2, 5], 256 ** -0.5)
+        return bool((got.float() - want.float()).abs().max() < 3e-2)
     except Exception:
         return False
-    return True
 
 
 def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
@@ -161,7 +170,7 @@ def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[
         if cuda and half and torch.cuda.get_device_capability(device)[0] >= 8:
             if flash_attn_available():
                 attention = "flash_attn"
-            elif torch_varlen_available():
+            elif torch_varlen_works(str(device), dtype):
                 attention = "varlen"
 
     conv = _env_choice(env, "JUDGE_CORE_CONV", CONV_IMPLS) or ("triton" if triton_ok else "torch")
