@@ -72,8 +72,9 @@ def test_triton_matches_twin(triton_interpreter, lengths, dtype):
     got = causal_conv1d_varlen_triton(x, weight, positions).float()
     err = (got - ref).abs().max().item()
     print(f"conv triton (interpreter) vs twin, {dtype}, lengths {lengths[:6]}: max |delta| = {err:.3g}")
-    # float32: summation order only; bf16: one rounding of the same float32 value, at most 1 ulp apart
-    tol = 1e-5 if dtype == torch.float32 else 1e-2 * ref.abs().max().item()
+    # float32: summation order only; bf16: two roundings (conv sum, then SiLU, as transformers), each of
+    # nearly the same float32 value: at most 2 ulp apart
+    tol = 1e-5 if dtype == torch.float32 else 2e-2 * ref.abs().max().item()
     assert err <= tol
 
 

@@ -1,19 +1,23 @@
-"""The model's elementwise pieces, each one function, compiled into one kernel each on CUDA.
+"""The model's elementwise pieces, one function each: the eager twins of their fused kernels.
 
 At a 32k-token batch of the 4B shape, every unfused elementwise op is a full pass over a
-[32k, 2560..9216] tensor (often in float32); a decoder layer has ~15 of them. `torch.compile`
-(dynamic shapes: T changes every batch) fuses each function below into one kernel. On the CPU, or
-with JUDGE_CORE_COMPILE=0, or if compiling fails on this machine (warned once), the same Python
-functions run eagerly: they are their own reference twins. JUDGE_CORE_COMPILE=all compiles on the
-CPU too (slow to start: ~20 s per function; not worth it for the tiny model).
+[32k, 2560..9216] tensor (often in float32); a decoder layer has ~15 of them. The KernelSet
+(judge_core/ops/kernels.py) picks, once, how they run: `eager` (these functions; the CPU path),
+`compiled` (each one `torch.compile(dynamic=True)`'d into one kernel, eager again if compiling fails
+on this machine, warned once), or `triton` (our Triton kernels for SwiGLU and the gated RMSNorm,
+judge_core/ops/elementwise_triton.py, compiled ones for the rest).
 
-Numerics follow transformers: norms in float32 and cast back once; residual sums in the model dtype.
+Numerics follow transformers' Qwen3.5 (modeling_qwen3_5.py, 5.24) rounding for rounding: norms in
+float32 and cast back; the gated RMSNorm casts the normed value to the model dtype before the weight;
+rotary multiplies in the model dtype with cos/sin cast to it; residual sums in the model dtype. In
+float32 every cast is a no-op, so the fp32 path is unchanged by these roundings.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +25,75 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 
-class cuda_compiled:
-    """Decorator: `torch.compile(fn, dynamic=True)` for CUDA inputs, eager otherwise or on failure."""
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen3.5's 1-centred RMSNorm over the last dim: x / rms(x) * (1 + w), (x * w) cast once."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * (1.0 + weight.float())).to(x.dtype)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rms_norm(x + residual), x + residual): the residual add fused into the next norm."""
+    total = x + residual
+    tf = total.float()
+    tf = tf * torch.rsqrt(tf.pow(2).mean(-1, keepdim=True) + eps)
+    return (tf * (1.0 + weight.float())).to(x.dtype), total
+
+
+def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Gated DeltaNet's output norm: x / rms(x) * w * silu(gate), NOT 1-centred, flattened for out_proj.
+
+    x, gate: [T, H, D] (gate may be row-strided); returns [T, H * D]. As transformers'
+    Qwen3_5RMSNormGated: the normed value is cast to the model dtype, multiplied by w in that dtype,
+    then by silu(gate) in float32, and cast once more.
+    """
+    xf = x.float()
+    normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    out = (weight.to(x.dtype) * normed) * F.silu(gate.float())
+    return out.to(x.dtype).reshape(x.shape[0], -1)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return F.silu(gate) * up
+
+
+def sigmoid_gate(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """Attention's output gate: x * sigmoid(gate), both [T, H, D]."""
+    return x * torch.sigmoid(gate)
+
+
+def norm_rotary(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                eps: float) -> torch.Tensor:
+    """Per-head q/k RMSNorm (1-centred) then rotary on the first cos.shape[-1] features.
+
+    x: [T, H, D]; cos, sin: [T, R] float32 (halves repeated, as transformers' rotate_half rope). As
+    transformers: the norm's output is rounded to the model dtype, and the rotary runs in that dtype
+    with cos/sin cast to it.
+    """
+    xf = x.float()
+    xn = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight.float())).to(x.dtype)
+    cos, sin = cos.to(x.dtype)[:, None, :], sin.to(x.dtype)[:, None, :]
+    rot_dim = cos.shape[-1]
+    half = rot_dim // 2
+    rot, rest = xn[..., :rot_dim], xn[..., rot_dim:]
+    rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
+    return torch.cat([rot * cos + rotated * sin, rest], dim=-1)
+
+
+def delta_gates(a: torch.Tensor, b: torch.Tensor, a_log: torch.Tensor,
+                dt_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gated DeltaNet's per-head gates from [T, Hv] projections: g = -exp(A_log) * softplus(a + dt_bias)
+    (log decay, float32) and beta = sigmoid(b) (model dtype)."""
+    g = -a_log.float().exp() * F.softplus(a.float() + dt_bias.float())
+    return g, b.sigmoid()
+
+
+ELEMENTWISE = (rms_norm, add_rms_norm, gated_rms_norm, silu_mul, sigmoid_gate, norm_rotary, delta_gates)
+
+
+class compiled_or_eager:
+    """`torch.compile(fn, dynamic=True)`, falling back to eager (warned once) if compiling fails."""
 
     def __init__(self, fn):
         self.fn = fn
@@ -32,8 +103,7 @@ class cuda_compiled:
         self.failed = False
 
     def __call__(self, *args):
-        mode = os.environ.get("JUDGE_CORE_COMPILE", "1")
-        if self.failed or mode == "0" or (mode != "all" and not args[0].is_cuda):
+        if self.failed:
             return self.fn(*args)
         try:
             if self.compiled is None:
@@ -47,65 +117,18 @@ class cuda_compiled:
             return self.fn(*args)
 
 
-@cuda_compiled
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Qwen3.5's 1-centred RMSNorm over the last dim: x / rms(x) * (1 + w)."""
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (xf * (1.0 + weight.float())).to(x.dtype)
+@functools.cache
+def elementwise_table(mode: str) -> SimpleNamespace:
+    """The elementwise functions for a KernelSet's `elementwise` choice (one table per mode per process,
+    so each function compiles once)."""
+    if mode == "eager":
+        return SimpleNamespace(**{fn.__name__: fn for fn in ELEMENTWISE})
+    if mode == "compiled":
+        return SimpleNamespace(**{fn.__name__: compiled_or_eager(fn) for fn in ELEMENTWISE})
+    if mode == "triton":
+        from ..ops import elementwise_triton
 
-
-@cuda_compiled
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
-                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rms_norm(x + residual), x + residual): the residual add fused into the next norm."""
-    total = x + residual
-    tf = total.float()
-    tf = tf * torch.rsqrt(tf.pow(2).mean(-1, keepdim=True) + eps)
-    return (tf * (1.0 + weight.float())).to(x.dtype), total
-
-
-@cuda_compiled
-def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Gated DeltaNet's output norm: x / rms(x) * w * silu(gate). NOT 1-centred."""
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (xf * weight.float() * F.silu(gate.float())).to(x.dtype)
-
-
-@cuda_compiled
-def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return F.silu(gate) * up
-
-
-@cuda_compiled
-def sigmoid_gate(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """Attention's output gate: x * sigmoid(gate), both [T, H, D]."""
-    return x * torch.sigmoid(gate)
-
-
-@cuda_compiled
-def norm_rotary(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                eps: float) -> torch.Tensor:
-    """Per-head q/k RMSNorm (1-centred) then rotary on the first cos.shape[-1] features.
-
-    x: [T, H, D]; cos, sin: [T, R] float32 (halves repeated, as transformers' rotate_half rope).
-    """
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    xf = (xf * (1.0 + weight.float())).to(x.dtype).float()   # transformers rounds the norm's output
-    rot_dim = cos.shape[-1]
-    half = rot_dim // 2
-    rot, rest = xf[..., :rot_dim], xf[..., rot_dim:]
-    rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
-    rot = rot * cos[:, None, :] + rotated * sin[:, None, :]
-    return torch.cat([rot, rest], dim=-1).to(x.dtype)
-
-
-@cuda_compiled
-def delta_gates(a: torch.Tensor, b: torch.Tensor, a_log: torch.Tensor,
-                dt_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gated DeltaNet's per-head gates from [T, Hv] projections: g = -exp(A_log) * softplus(a + dt_bias)
-    (log decay, float32) and beta = sigmoid(b) (model dtype)."""
-    g = -a_log.float().exp() * F.softplus(a.float() + dt_bias.float())
-    return g, b.sigmoid()
+        table = dict(vars(elementwise_table("compiled")))
+        table.update(silu_mul=elementwise_triton.silu_mul, gated_rms_norm=elementwise_triton.gated_rms_norm)
+        return SimpleNamespace(**table)
+    raise ValueError(f"unknown elementwise implementation {mode!r}: expected triton, compiled or eager")

@@ -26,11 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops.attention import varlen_attention
-from ..ops.conv import causal_conv1d_varlen
-from ..ops.gated_delta import ChunkLayout, fla_available, gated_delta_rule
+from ..ops.kernels import KernelSet, select_kernels
 from .batch import PackedBatch
-from .fused import add_rms_norm, delta_gates, gated_rms_norm, norm_rotary, rms_norm, sigmoid_gate, silu_mul
 from .linear import FusedLinear
 
 MODEL_TYPES = ("qwen3_5", "qwen3_5_text")
@@ -118,10 +115,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.zeros(dim), requires_grad=False)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, kernels: KernelSet, residual: torch.Tensor | None = None):
         if residual is None:
-            return rms_norm(x, self.weight, self.eps)
-        return add_rms_norm(x, residual, self.weight, self.eps)
+            return kernels.ew.rms_norm(x, self.weight, self.eps)
+        return kernels.ew.add_rms_norm(x, residual, self.weight, self.eps)
 
 
 class GatedRMSNorm(nn.Module):
@@ -132,8 +129,9 @@ class GatedRMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
 
-    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        return gated_rms_norm(x, gate, self.weight, self.eps)
+    def forward(self, x: torch.Tensor, gate: torch.Tensor, kernels: KernelSet) -> torch.Tensor:
+        """x, gate [T, H, D] -> [T, H * D]."""
+        return kernels.ew.gated_rms_norm(x, gate, self.weight, self.eps)
 
 
 def rotary_cos_sin(positions: torch.Tensor, rotary_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +160,8 @@ class GatedAttention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim, args.rms_norm_eps)
         self.o_proj = nn.Linear(q_size, args.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, batch: PackedBatch, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: PackedBatch, rotary: tuple[torch.Tensor, torch.Tensor],
+                kernels: KernelSet) -> torch.Tensor:
         """x [T, hidden] -> [T, hidden]."""
         tokens = x.shape[0]
         q_gate, k, v = self.qkv_proj(x)
@@ -170,12 +169,12 @@ class GatedAttention(nn.Module):
         q_gate = q_gate.reshape(tokens, self.num_heads, 2 * self.head_dim)
         q, gate = q_gate[..., :self.head_dim], q_gate[..., self.head_dim:]
         cos, sin = rotary
-        q = norm_rotary(q, self.q_norm.weight, cos, sin, self.q_norm.eps)
-        k = norm_rotary(k.reshape(tokens, self.num_kv_heads, self.head_dim), self.k_norm.weight, cos, sin,
-                        self.k_norm.eps)
+        q = kernels.ew.norm_rotary(q, self.q_norm.weight, cos, sin, self.q_norm.eps)
+        k = kernels.ew.norm_rotary(k.reshape(tokens, self.num_kv_heads, self.head_dim), self.k_norm.weight, cos, sin,
+                                   self.k_norm.eps)
         v = v.reshape(tokens, self.num_kv_heads, self.head_dim)
-        out = varlen_attention(q, k, v, batch.cu_seqlens, batch.bounds, batch.max_seqlen, self.scale)
-        out = sigmoid_gate(out, gate)
+        out = kernels.attention_op(q, k, v, batch, self.scale)
+        out = kernels.ew.sigmoid_gate(out, gate)
         return self.o_proj(out.reshape(tokens, self.num_heads * self.head_dim))
 
 
@@ -198,24 +197,17 @@ class GatedDeltaNet(nn.Module):
         self.norm = GatedRMSNorm(self.head_v_dim, args.rms_norm_eps)
         self.out_proj = nn.Linear(self.value_dim, args.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: PackedBatch, kernels: KernelSet) -> torch.Tensor:
         """x [T, hidden] -> [T, hidden]."""
         tokens = x.shape[0]
         qkv, z, b, a = self.in_proj(x)
         positions = batch.cached("positions_int32", lambda: batch.positions.to(torch.int32))
-        qkv = causal_conv1d_varlen(qkv, self.conv_weight, positions, activation="silu")
-        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
-        q = q.reshape(tokens, self.num_k_heads, self.head_k_dim)
-        k = k.reshape(tokens, self.num_k_heads, self.head_k_dim)
-        v = v.reshape(tokens, self.num_v_heads, self.head_v_dim)
-        g, beta = delta_gates(a, b, self.A_log, self.dt_bias)
-        if x.is_cuda and fla_available():
-            out = gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, impl="fla")
-        else:
-            layout = batch.cached("chunk_layout_64", lambda: ChunkLayout.build(batch.bounds, 64, x.device))
-            out = gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch")
-        out = self.norm(out, z.reshape(tokens, self.num_v_heads, self.head_v_dim))
-        return self.out_proj(out.reshape(tokens, self.value_dim))
+        qkv = kernels.conv1d(qkv, self.conv_weight, positions)
+        v = qkv[:, 2 * self.key_dim:].reshape(tokens, self.num_v_heads, self.head_v_dim)
+        g, beta = kernels.ew.delta_gates(a, b, self.A_log, self.dt_bias)
+        out = kernels.gated_delta_op(qkv, self.key_dim, self.head_k_dim, v, g, beta, batch)
+        out = self.norm(out, z.reshape(tokens, self.num_v_heads, self.head_v_dim), kernels)
+        return self.out_proj(out)
 
 
 class MLP(nn.Module):
@@ -226,9 +218,9 @@ class MLP(nn.Module):
         self.gate_up_proj = FusedLinear(args.hidden_size, [args.intermediate_size] * 2, ["gate_proj", "up_proj"])
         self.down_proj = nn.Linear(args.intermediate_size, args.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernels: KernelSet) -> torch.Tensor:
         gate, up = self.gate_up_proj(x)
-        return self.down_proj(silu_mul(gate, up))
+        return self.down_proj(kernels.ew.silu_mul(gate, up))
 
 
 class DecoderLayer(nn.Module):
@@ -244,7 +236,7 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(args)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None, batch: PackedBatch, rotary,
-                keep_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                kernels: KernelSet, keep_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, residual) [T, hidden] each -> (mlp output, residual stream), residual adds fused into
         the norms (the first layer gets residual=None).
 
@@ -252,17 +244,17 @@ class DecoderLayer(nn.Module):
         MLP (the bulk of a layer) runs on N rows instead of T.
         """
         if residual is None:
-            x, residual = self.input_layernorm(x), x
+            x, residual = self.input_layernorm(x, kernels), x
         else:
-            x, residual = self.input_layernorm(x, residual)
+            x, residual = self.input_layernorm(x, kernels, residual)
         if self.layer_type == "linear_attention":
-            x = self.linear_attn(x, batch)
+            x = self.linear_attn(x, batch, kernels)
         else:
-            x = self.self_attn(x, batch, rotary)
+            x = self.self_attn(x, batch, rotary, kernels)
         if keep_rows is not None:
             x, residual = x[keep_rows], residual[keep_rows]
-        x, residual = self.post_attention_layernorm(x, residual)
-        return self.mlp(x), residual
+        x, residual = self.post_attention_layernorm(x, kernels, residual)
+        return self.mlp(x, kernels), residual
 
 
 class Qwen3_5Model(nn.Module):
@@ -278,16 +270,32 @@ class Qwen3_5Model(nn.Module):
         # The head rows of the candidate tokens, float32 [n, hidden]: rows of the tied embedding
         # (or of lm_head when untied), copied at load time.
         self.register_buffer("output_rows", torch.empty(num_output_rows, args.hidden_size, dtype=torch.float32))
+        # The kernels, chosen at the first forward (the model is built on the meta device and moved
+        # after); chosen again only if the model moves to another device or dtype. May be set by hand.
+        self.kernels: KernelSet | None = None
+
+    def kernels_for_weights(self) -> KernelSet:
+        """The KernelSet for where the weights are now (selected once, then kept)."""
+        weight = self.embed_tokens.weight
+        here = (str(weight.device), str(weight.dtype).removeprefix("torch."))
+        if self.kernels is None or (self.kernels.device, self.kernels.dtype) != here:
+            self.kernels = select_kernels(weight.device, weight.dtype)
+        return self.kernels
 
     def last_hidden(self, batch: PackedBatch) -> torch.Tensor:
         """Final-normed hidden state at each prompt's last row: [N, hidden] in the model dtype."""
-        x, residual = self.embed_tokens(batch.input_ids), None
-        rotary = rotary_cos_sin(batch.positions, self.args.rotary_dim, self.args.rope_theta)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x, residual = layer(x, residual, batch, rotary, keep_rows=batch.last_rows if i == last else None)
-        return self.norm(x, residual)[0]
+        kernels = self.kernels_for_weights()
+        with kernels.forward_context():
+            x, residual = self.embed_tokens(batch.input_ids), None
+            rotary = rotary_cos_sin(batch.positions, self.args.rotary_dim, self.args.rope_theta)
+            last = len(self.layers) - 1
+            for i, layer in enumerate(self.layers):
+                x, residual = layer(x, residual, batch, rotary, kernels,
+                                    keep_rows=batch.last_rows if i == last else None)
+            return self.norm(x, kernels, residual)[0]
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
         """Candidate logits [N, n] in float32 (hidden state and head rows both in float32)."""
-        return self.last_hidden(batch).float() @ self.output_rows.T
+        hidden = self.last_hidden(batch).float()
+        with self.kernels.forward_context():
+            return hidden @ self.output_rows.T

@@ -7,18 +7,24 @@ Implementations:
 - `varlen_attention_sdpa`: one SDPA call per prompt with `is_causal=True` (CPU, and GPUs without
   flash-attn: SDPA's own flash backend handles head_dim 256 on sm_80+). A 32k-token batch of judge
   prompts holds ~10 prompts, so the Python loop is ~10 launches per layer.
+- `varlen_attention_torch`: torch's own `torch.nn.attention.varlen.varlen_attn` (FlashAttention-2 in
+  torch's CUDA build, sm_80 and newer, bf16/fp16, head_dim up to 256): one launch per layer, no
+  extra install. Its signature changed: 2.10 `is_causal` (no scale), 2.11 `scale`, `window_size`, 2.12
+  `enable_gqa`; `varlen_attention_torch` adapts to the installed torch.
 - flash-attn's `flash_attn_varlen_func` on CUDA when installed (one launch per layer).
+The KernelSet (ops/kernels.py) picks: flash_attn, else torch varlen (CUDA, half dtypes, sm_80+), else
+the per-prompt SDPA loop (CPU, fp32, and anything else).
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import inspect
 
 import torch
 import torch.nn.functional as F
 
-ATTENTION_IMPLS = ("flash_attn", "sdpa", "masked", "naive")
+from .kernels import ATTENTION_IMPLS
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> int:
@@ -69,14 +75,34 @@ def varlen_attention_sdpa(q, k, v, bounds: list[int], scale: float) -> torch.Ten
 
 
 @functools.cache
-def _flash_attn_available() -> bool:
-    if os.environ.get("JUDGE_CORE_ATTENTION") in ("sdpa", "naive", "masked"):
-        return False
-    try:
-        from flash_attn import flash_attn_varlen_func  # noqa: F401
-    except Exception:
-        return False
-    return True
+def _torch_varlen_params() -> frozenset:
+    from torch.nn.attention.varlen import varlen_attn
+
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def varlen_attention_torch(q, k, v, cu_seqlens: torch.Tensor, max_seqlen: int, scale: float) -> torch.Tensor:
+    """torch's varlen flash attention, causal. Shapes as `varlen_attention`."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    groups = _check(q, k, v)
+    params = _torch_varlen_params()
+    kwargs = {}
+    if "scale" in params:
+        kwargs["scale"] = scale
+    elif abs(scale - q.shape[-1] ** -0.5) > 1e-9:    # torch 2.10 always uses 1/sqrt(head_dim)
+        raise ValueError(f"this torch's varlen_attn has no scale argument; scale {scale} != head_dim^-0.5")
+    if "window_size" in params:
+        kwargs["window_size"] = (-1, 0)            # causal, in torch >= 2.11's terms
+    else:
+        kwargs["is_causal"] = True
+    if groups > 1:
+        if "enable_gqa" in params:
+            kwargs["enable_gqa"] = True
+        else:                                      # torch 2.10/2.11: no GQA flag; repeat k/v (a few MB)
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    cu32 = cu_seqlens.to(torch.int32)
+    return varlen_attn(q, k, v, cu32, cu32, max_seqlen, max_seqlen, **kwargs)
 
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -87,13 +113,16 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     list; max_seqlen: the longest prompt. returns [T, H, D] in q's dtype.
     """
     if impl is None:
-        impl = "flash_attn" if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and _flash_attn_available() \
-            else "sdpa"
+        from .kernels import select_kernels
+
+        impl = select_kernels(q.device, q.dtype).attention
     if impl == "flash_attn":
         from flash_attn import flash_attn_varlen_func
 
         cu32 = cu_seqlens.to(torch.int32)
         return flash_attn_varlen_func(q, k, v, cu32, cu32, max_seqlen, max_seqlen, softmax_scale=scale, causal=True)
+    if impl == "varlen":
+        return varlen_attention_torch(q, k, v, cu_seqlens, max_seqlen, scale)
     if impl == "sdpa":
         return varlen_attention_sdpa(q, k, v, bounds, scale)
     if impl == "naive":

@@ -9,26 +9,26 @@ out[t, c] = silu( sum_{s < K, s <= pos[t]} w[c, K - 1 - s] * x[t - s, c] )
 `pos[t]` is row t's position inside its own prompt (the rotary position ids, which we build anyway),
 so "tap s reaches back into this prompt" is simply `pos[t] >= s`.
 
-Implementations, all computing in float32 and casting once at the end:
+Implementations, all computing in float32; as transformers' `causal_conv1d_fn` (a conv in the model
+dtype, then SiLU in that dtype) the conv sum is rounded to the model dtype before the SiLU:
 - `causal_conv1d_varlen_naive`: one `F.conv1d` per prompt, exactly as transformers does it (twin).
 - `causal_conv1d_varlen_torch`: K shifted multiply-adds over the whole pack (CPU, any device).
 - `causal_conv1d_varlen_triton`: one Triton kernel (any CUDA GPU Triton supports; CPU under
   TRITON_INTERPRET=1 for the tests).
 - `causal_conv1d_varlen_cuda`: our CUDA kernel (`csrc/causal_conv1d_varlen.cu`), built lazily.
-`causal_conv1d_varlen` picks one: env `JUDGE_CORE_CONV=triton|cuda|torch`, else Triton on CUDA when
-importable, else torch.
+`causal_conv1d_varlen` runs the one the KernelSet (ops/kernels.py) picked: Triton on CUDA when importable,
+else torch (the CUDA kernel on request, JUDGE_CORE_CONV=cuda; it rounds once, after the SiLU).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-CONV_IMPLS = ("triton", "cuda", "torch")
+from .kernels import CONV_IMPLS
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor) -> None:
@@ -53,7 +53,7 @@ def causal_conv1d_varlen_naive(x: torch.Tensor, weight: torch.Tensor, cu_seqlens
     for start, end in zip(bounds[:-1], bounds[1:]):
         seq = x[start:end].T.float().unsqueeze(0)                       # [1, C, L]
         y = F.conv1d(seq, weight.float().unsqueeze(1), padding=kernel - 1, groups=x.shape[1])
-        y = y[0, :, : end - start].T
+        y = y[0, :, : end - start].T.to(x.dtype).float()
         out[start:end] = (F.silu(y) if activation == "silu" else y).to(x.dtype)
     return out
 
@@ -73,7 +73,7 @@ def causal_conv1d_varlen_torch(x: torch.Tensor, weight: torch.Tensor, positions:
         tap = tap * (positions[shift:] >= shift).unsqueeze(1)
         out[shift:] += tap
     if activation == "silu":
-        out = F.silu(out)
+        out = F.silu(out.to(x.dtype).float())
     return out.to(x.dtype)
 
 
@@ -97,7 +97,9 @@ def _triton_kernel():
             src = (rows - shift).to(tl.int64)
             xv = tl.load(x_ptr + src[:, None] * stride_x + cols[None, :], mask=ok, other=0.0).to(tl.float32)
             acc += xv * w[None, :]
-        if SILU:  # written out: tl.sigmoid is itself @jit and would not run under a late TRITON_INTERPRET
+        if SILU:  # rounded to the output dtype first, as transformers' conv-then-SiLU
+            acc = acc.to(out_ptr.dtype.element_ty).to(tl.float32)
+            # written out: tl.sigmoid is itself @jit and would not run under a late TRITON_INTERPRET
             acc = acc / (1.0 + tl.exp(-acc))
         dst = out_ptr + rows.to(tl.int64)[:, None] * stride_out + cols[None, :]
         tl.store(dst, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
@@ -147,22 +149,6 @@ def causal_conv1d_varlen_cuda(x: torch.Tensor, weight: torch.Tensor, positions: 
                                                   activation == "silu")
 
 
-@functools.cache
-def _default_impl(device_type: str) -> str:
-    chosen = os.environ.get("JUDGE_CORE_CONV")
-    if chosen:
-        if chosen not in CONV_IMPLS:
-            raise ValueError(f"JUDGE_CORE_CONV={chosen!r}: expected one of {CONV_IMPLS}")
-        return chosen
-    if device_type == "cuda":
-        try:
-            import triton  # noqa: F401
-            return "triton"
-        except ImportError:
-            return "torch"
-    return "torch"
-
-
 def causal_conv1d_varlen(x: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor,
                          activation: str | None = "silu", impl: str | None = None) -> torch.Tensor:
     """Causal depthwise conv + SiLU, reset at each prompt start.
@@ -170,7 +156,10 @@ def causal_conv1d_varlen(x: torch.Tensor, weight: torch.Tensor, positions: torch
     x: [T, C] (channels contiguous; rows may be strided); weight: [C, K]; positions: int [T], each
     row's position within its prompt. returns [T, C] in x's dtype.
     """
-    impl = impl or _default_impl(x.device.type)
+    if impl is None:
+        from .kernels import select_kernels
+
+        impl = select_kernels(x.device, x.dtype).conv
     if impl == "triton":
         return causal_conv1d_varlen_triton(x, weight, positions, activation)
     if impl == "cuda":

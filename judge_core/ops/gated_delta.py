@@ -12,19 +12,19 @@ Implementations:
   rows, the intra-chunk work is one batched solve over all chunks of the pack, and the scan over
   chunks steps all prompts together (a prompt that has run out of chunks steps through an all-zero
   chunk, which leaves its state unchanged). float32 inside. CPU, and any GPU without fla.
-- fla's `chunk_gated_delta_rule(..., cu_seqlens=...)` on CUDA when flash-linear-attention is
-  importable (never imported on the CPU: transformers would pick it up by import alone, DESIGN §3).
+- fla's `chunk_gated_delta_rule(..., cu_seqlens=...)` on CUDA in bf16/fp16 when flash-linear-attention
+  is importable (never imported on the CPU: transformers would pick it up by import alone, DESIGN §3);
+  the model gives it q/k already L2-normalised (ops/qk_norm.py) with use_qk_l2norm=False. Not in fp32:
+  fla's dots run in TF32 there (see ops/kernels.py).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
 
 import torch
 
-GATED_DELTA_IMPLS = ("fla", "torch")
+from .kernels import GATED_DELTA_IMPLS
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -176,18 +176,6 @@ def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     return out.to(out_dtype)
 
 
-@functools.cache
-def fla_available() -> bool:
-    """flash-linear-attention importable (and not disabled by JUDGE_CORE_GATED_DELTA=torch)."""
-    if os.environ.get("JUDGE_CORE_GATED_DELTA") == "torch":
-        return False
-    try:
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule  # noqa: F401
-    except Exception:  # ImportError, or a broken install: fall back, the torch path is correct
-        return False
-    return True
-
-
 def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=True):
     """flash-linear-attention's chunked kernel over cu_seqlens. Shapes as `gated_delta_naive`."""
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
@@ -211,7 +199,9 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
     returns [T, Hv, Dv] in v's dtype.
     """
     if impl is None:
-        impl = "fla" if q.is_cuda and fla_available() else "torch"
+        from .kernels import select_kernels
+
+        impl = select_kernels(q.device, q.dtype).gated_delta
     if impl == "fla":
         return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm)
     if impl == "torch":

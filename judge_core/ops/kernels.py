@@ -1,0 +1,205 @@
+"""Which kernel runs each op of the packed forward: chosen once per (device, dtype), in this one place.
+
+`select_kernels(device, dtype)` reads the feature checks (what imports, what the GPU is) and the env
+overrides, and returns a frozen `KernelSet`; the model stores it (`model.kernels`) at its first forward
+and its layers call the ops through it, so nothing below re-decides per call. Benches record
+`KernelSet.describe()` in every row.
+
+Env overrides (all optional; a bad value raises, naming the choices):
+    JUDGE_CORE_GATED_DELTA  fla | torch
+    JUDGE_CORE_ATTENTION    flash_attn | varlen | sdpa | masked | naive
+    JUDGE_CORE_CONV         triton | cuda | torch
+    JUDGE_CORE_ELEMENTWISE  triton | compiled | eager
+    JUDGE_CORE_COMPILE      legacy: 0 = eager elementwise; all = compiled elementwise on the CPU too
+
+fp32 is a true-fp32 mode (`fp32_exact`): the forward runs with TF32 off for cuBLAS and cuDNN
+(`no_tf32()`), and fla is not used by default: its Triton kernels run `tl.dot` on fp32 inputs at
+Triton's default input precision, TF32 (e.g. fla/ops/gated_delta_rule/wy_fast.py, `tl.dot(b_A, b_kb)`
+in recompute_w_u), a 10-bit mantissa that cost 0.056 pp of p1 at the 4B shape on an H100 (issue 11).
+Our chunked torch gated delta rule is exact fp32 there. The fast paths (fla, varlen flash attention,
+Triton elementwise) are for bf16/fp16. No Triton kernel of ours calls `tl.dot`; one that does must
+pass `input_precision="ieee"` for fp32 inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import torch
+
+GATED_DELTA_IMPLS = ("fla", "torch")
+ATTENTION_IMPLS = ("flash_attn", "varlen", "sdpa", "masked", "naive")
+CONV_IMPLS = ("triton", "cuda", "torch")
+ELEMENTWISE_IMPLS = ("triton", "compiled", "eager")
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+@functools.cache
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def fla_available() -> bool:
+    """flash-linear-attention importable (never imported on the CPU: transformers would pick it up)."""
+    try:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule  # noqa: F401
+    except Exception:  # ImportError, or a broken install: the torch path is correct
+        return False
+    return True
+
+
+@functools.cache
+def flash_attn_available() -> bool:
+    try:
+        from flash_attn import flash_attn_varlen_func  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@functools.cache
+def torch_varlen_works(device: str, dtype: torch.dtype) -> bool:
+    """torch's own varlen flash attention (torch >= 2.10) runs here: probed once with the shape class
+    the model needs (causal, GQA 4:1, head_dim 256), since whether torch's build has kernels for this
+    GPU (sm_80 .. sm_100) shows only when one runs; and it must agree with the explicit softmax (its
+    causal flag changed between torch releases)."""
+    try:
+        from .attention import varlen_attention_naive, varlen_attention_torch
+
+        gen = torch.Generator(device=device).manual_seed(0)
+        q = torch.randn(5, 4, 256, device=device, dtype=dtype, generator=gen)
+        k, v = (torch.randn(5, 1, 256, device=device, dtype=dtype, generator=gen) for _ in range(2))
+        got = varlen_attention_torch(q, k, v, torch.tensor([0, 2, 5], device=device), 3, 256 ** -0.5)
+        want = varlen_attention_naive(q, k, v, [0, 2, 5], 256 ** -0.5)
+        return bool((got.float() - want.float()).abs().max() < 3e-2)
+    except Exception:
+        return False
+
+
+def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    value = env.get(name)
+    if not value:
+        return None
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {choices}")
+    return value
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    """The implementation of each op for one (device, dtype); see the module doc for the choices."""
+
+    device: str
+    dtype: str
+    gated_delta: str
+    attention: str
+    conv: str
+    elementwise: str
+    qk_norm: str          # the L2 norm of q/k ahead of fla ("triton" | "torch"); the torch GDN path norms inside
+    fp32_exact: bool      # fp32 end to end: TF32 off around the forward
+
+    def describe(self) -> dict:
+        """A flat dict for bench rows and logs."""
+        return asdict(self)
+
+    @contextlib.contextmanager
+    def forward_context(self):
+        """Around one forward: TF32 off in the true-fp32 mode, nothing otherwise."""
+        if self.fp32_exact and self.device.startswith("cuda"):
+            with no_tf32():
+                yield
+        else:
+            yield
+
+    # --- the ops, as the layers call them -------------------------------------------------------
+
+    @functools.cached_property
+    def ew(self):
+        """The elementwise functions (rms_norm, add_rms_norm, gated_rms_norm, silu_mul, sigmoid_gate,
+        norm_rotary, delta_gates) of the chosen kind."""
+        from ..models.fused import elementwise_table
+
+        return elementwise_table(self.elementwise)
+
+    def conv1d(self, x, weight, positions):
+        from .conv import causal_conv1d_varlen
+
+        return causal_conv1d_varlen(x, weight, positions, activation="silu", impl=self.conv)
+
+    def attention_op(self, q, k, v, batch, scale: float):
+        from .attention import varlen_attention
+
+        return varlen_attention(q, k, v, batch.cu_seqlens, batch.bounds, batch.max_seqlen, scale, impl=self.attention)
+
+    def gated_delta_op(self, qkv, key_dim: int, head_k_dim: int, v, g, beta, batch):
+        """The gated delta rule from the conv output qkv [T, 2 key_dim + value_dim]; v [T, Hv, Dv]."""
+        from .gated_delta import ChunkLayout, gated_delta_rule
+        from .qk_norm import qk_l2norm, qk_split
+
+        if self.gated_delta == "fla":
+            # q/k normalised by our op, so fla's l2norm (which re-tunes per token count) never runs.
+            q, k = qk_l2norm(qkv, key_dim, head_k_dim, impl=self.qk_norm)
+            return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, use_qk_l2norm=False, impl="fla")
+        q, k = qk_split(qkv, key_dim, head_k_dim)
+        layout = batch.cached("chunk_layout_64", lambda: ChunkLayout.build(batch.bounds, 64, qkv.device))
+        return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch")
+
+
+def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[str, str] | None = None) -> KernelSet:
+    """Feature checks + env overrides -> the KernelSet for a model on `device` in `dtype`."""
+    env = os.environ if env is None else env
+    device = torch.device(device)
+    cuda, half = device.type == "cuda", dtype in HALF_DTYPES
+    triton_ok = cuda and triton_available()
+
+    gated_delta = _env_choice(env, "JUDGE_CORE_GATED_DELTA", GATED_DELTA_IMPLS) or (
+        "fla" if cuda and half and fla_available() else "torch")
+
+    attention = _env_choice(env, "JUDGE_CORE_ATTENTION", ATTENTION_IMPLS)
+    if attention is None:
+        attention = "sdpa"
+        if cuda and half and torch.cuda.get_device_capability(device)[0] >= 8:
+            if flash_attn_available():
+                attention = "flash_attn"
+            elif torch_varlen_works(str(device), dtype):
+                attention = "varlen"
+
+    conv = _env_choice(env, "JUDGE_CORE_CONV", CONV_IMPLS) or ("triton" if triton_ok else "torch")
+
+    elementwise = _env_choice(env, "JUDGE_CORE_ELEMENTWISE", ELEMENTWISE_IMPLS)
+    if elementwise is None:
+        legacy = env.get("JUDGE_CORE_COMPILE", "1")
+        if legacy == "0":
+            elementwise = "eager"
+        elif legacy == "all":
+            elementwise = "compiled"
+        elif triton_ok:
+            elementwise = "triton"      # our kernels where we have them, torch.compile for the rest
+        else:
+            elementwise = "compiled" if cuda else "eager"
+
+    return KernelSet(device=str(device), dtype=str(dtype).removeprefix("torch."), gated_delta=gated_delta,
+                     attention=attention, conv=conv, elementwise=elementwise,
+                     qk_norm="triton" if triton_ok else "torch", fp32_exact=dtype == torch.float32)
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """cuBLAS and cuDNN in full fp32 (no TF32) inside; the previous settings restored after."""
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn
