@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "demo": "judge_core.cli.demo",
     "rank": "judge_core.cli.rank",
     "quantize": "judge_core.cli.quantize",
+    "serve": "judge_core.cli.serve",
 }
 
 
