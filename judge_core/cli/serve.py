@@ -8,6 +8,7 @@ accepting and waits for open requests, then the scheduler finishes what is queue
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 
 from .model_arg import add_judge_arguments, judge_from_args
@@ -73,6 +74,10 @@ def run(args) -> int:
     auth = "bearer token required" if limits.api_key else "no auth"
     print(f"judge-core serve: loading {args.model}; listening on http://{args.host}:{args.port} ({auth})",
           file=sys.stderr)
+    # uvicorn re-raises the signal it caught once it has shut down (so a default handler would end the
+    # process with -15); a graceful drain is a normal exit here, so the re-raised signal is ignored.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
     if scheduler.failed is not None:
         print(f"error: the model failed to load or warm up: {type(scheduler.failed).__name__}: {scheduler.failed}",
