@@ -45,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--n-pairs", type=int, default=64)
     p.add_argument("--response-median", type=int, default=400, help="response tokens, median (p90 = 2x)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads for both the offline run and the server (OMP_NUM_THREADS)")
     p.add_argument("--out", default="bench/out/serve.jsonl", help="JSONL file the row is appended to")
     return p.parse_args(argv)
 
@@ -74,7 +76,7 @@ def run_offline(args, pairs):
     t0 = time.perf_counter()
     scores = judge.compare_many(pairs)
     seconds = time.perf_counter() - t0
-    return scores, seconds, judge.last_run_stats["real_tokens"]
+    return scores, seconds, judge.last_run_stats["real_tokens"], judge.last_run_stats["seconds"]
 
 
 def start_server(args, port: int) -> subprocess.Popen:
@@ -146,6 +148,13 @@ def run_served(args, pairs, url: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        # Both sides get the same intra-op thread count: on a shared CPU, 2 spinning OpenMP threads
+        # can be several times slower than 1, which would decide the ratio on its own.
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
     from bench.workloads import synthetic_pairs
@@ -155,7 +164,7 @@ def main(argv=None) -> int:
     pairs = [p.as_tuple() for p in synthetic_pairs(args.n_pairs, seed=args.seed, tokenizer=tokenizer,
                                                    response_median=args.response_median,
                                                    response_p90=2 * args.response_median)]
-    offline, offline_s, tokens = run_offline(args, pairs)
+    offline, offline_s, tokens, offline_model_s = run_offline(args, pairs)
     print(f"offline: {len(pairs)} pairs, {tokens} prompt tokens in {offline_s:.2f} s", file=sys.stderr)
     port = free_port()
     server = start_server(args, port)
@@ -175,6 +184,8 @@ def main(argv=None) -> int:
         "served_tokens_per_s": round(tokens / served_s, 1),
         "ratio_vs_offline": round(offline_s / served_s, 3),
         "latency_p50_s": round(percentile(latencies, 50), 3), "latency_p99_s": round(percentile(latencies, 99), 3),
+        "threads": args.threads, "offline_model_s": round(offline_model_s, 3),
+        "served_model_s": round(metric_value(metrics, "judge_model_seconds_total"), 3),
         "batches": int(metric_value(metrics, "judge_batches_total")),
         "batch_fill_mean": round(metric_value(metrics, 'judge_batch_fill_ratio{window="mean"}'), 3),
         "max_abs_diff_pp": err, "server_exit_code": exit_code,

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Callable, Sequence
 
+import torch
+
 from ..plan import plan_batches
 from ..runner import run_batches
 
@@ -70,6 +72,9 @@ class Scheduler:
         self.ready = threading.Event()
         self.failed: BaseException | None = None  # why the worker could not load or warm up
         self.on_failure: Callable[[], None] | None = None  # called (worker thread) when loading fails
+        # A new thread may get another intra-op thread count than the one that built the scheduler
+        # (OpenMP settings are per thread): the worker uses the builder's, as offline compare_many would.
+        self._torch_threads = torch.get_num_threads()
         self._thread = threading.Thread(target=self._main, name="judge-scheduler", daemon=True)
 
     # -- request side ------------------------------------------------------------------------------
@@ -125,6 +130,7 @@ class Scheduler:
 
     # -- worker side -------------------------------------------------------------------------------
     def _main(self) -> None:
+        torch.set_num_threads(self._torch_threads)
         try:
             if self.judge is None:
                 self.judge = self._load()
