@@ -131,19 +131,23 @@ def test_queue_full_then_recovers(judge):
         t1 = threading.Thread(target=lambda: first.append(JudgeClient(url).compare([PAIR])))
         t1.start()
         wait_until(gated.entered.is_set, what="the first batch to reach the model")  # its 2 prompts left the queue
-        second: list = []
-        t2 = threading.Thread(target=lambda: second.append(JudgeClient(url).compare([PAIR, PAIR])))
-        t2.start()
+        gated.prompts_run, gated.batch_sizes = 0, []  # forget the warm-up batch
+        later: list = []
+        waiting = [threading.Thread(target=lambda: later.append(JudgeClient(url).compare([PAIR]))) for _ in range(2)]
+        for t in waiting:
+            t.start()
         wait_until(lambda: app.state.scheduler.queued_prompts == 4, what="the queue to hold 2 pairs")
         with pytest.raises(JudgeServerError) as e:
             JudgeClient(url).compare([PAIR])
         assert e.value.status == 503 and e.value.retry_after == 1.0 and "queue full" in e.value.message
         gated.gate.set()
         t1.join(60)
-        t2.join(60)
+        for t in waiting:
+            t.join(60)
+    # The two queued requests ran as ONE batch of 4 prompts: the scheduler merges requests.
+    assert gated.batch_sizes == [2, 4]
     expected = judge.compare(*PAIR.values())
-    assert first[0][0]["p1"] == pytest.approx(expected.p1, abs=5e-4)
-    assert [r["p1"] for r in second[0]] == pytest.approx([expected.p1] * 2, abs=5e-4)
+    assert [r[0]["p1"] for r in first + later] == pytest.approx([expected.p1] * 3, abs=5e-4)
 
 
 def test_timeout_and_disconnect_drop_queued_prompts(judge):

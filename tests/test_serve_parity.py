@@ -105,8 +105,6 @@ def test_concurrent_compare_matches_offline(judge):
           f"over {N_PAIRS} pairs, {metrics.batches} batches, mean fill {metrics.mean_batch_fill:.2f}")
     assert err <= MERGED_TOLERANCE_PP
     assert got[N_PAIRS]["error"].startswith("response_2 must be a string")
-    # More than one request per batch on average: the scheduler merged requests.
-    assert metrics.batches < N_PAIRS
 
 
 def round_robin_reference(judge, instruction, responses):

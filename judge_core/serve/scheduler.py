@@ -1,7 +1,8 @@
 """One scheduler, one worker thread, one model: token-budget batches filled from every open request.
 
 Request handlers tokenize on their own threads and `submit` token id lists; the worker takes queued
-prompts first-in first-out until the next one would overflow the token budget (so a request's
+prompts first-in first-out until the next one would overflow the token budget, padding counted
+where the backend pads (so a request's
 prompts may span batches, and one batch mixes many requests), plans that window as the offline path
 does (`plan_batches`: longest first, padding counted where the backend pads) and runs it through
 `run_batches` (which halves a batch on out-of-memory). Packed prompts do not depend on their batch
@@ -152,26 +153,31 @@ class Scheduler:
                 self._run(window)
 
     def _next_window(self) -> list[tuple[Job, int]] | None:
-        """Queued prompts, oldest first, up to one token budget of real tokens; None when stopped and drained."""
+        """Queued prompts, oldest first, up to one token budget; None when stopped and drained."""
         budget = self.judge.token_budget
         with self._lock:
             while not self._queued_prompts and not self._stopping:
                 self._lock.wait()
             window: list[tuple[Job, int]] = []
-            total = 0
+            total = longest = 0
+            padded = self.judge.backend.counts_padding
             while self._queue:
                 job, k = self._queue[0]
                 if job.cancelled:
                     self._queue.popleft()
                     continue
                 n = len(job.sequences[k])
-                if window and total + n > budget:
+                # The batch's cost as the backend counts it (rows x longest when it pads), so the
+                # window is one planned batch and not a full one plus a scrap.
+                cost = (len(window) + 1) * max(longest, n) if padded else total + n
+                if window and cost > budget:
                     break
                 self._queue.popleft()
                 job.queued -= 1
                 self._queued_prompts -= 1
                 window.append((job, k))
                 total += n
+                longest = max(longest, n)
             self._report_queue()
             if not window and self._stopping:
                 return None
