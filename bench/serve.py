@@ -174,7 +174,8 @@ def main(argv=None) -> int:
         server.send_signal(signal.SIGTERM)
         exit_code = server.wait(120)
     err = max(max(abs(served[i]["p1"] - s.p1), abs(served[i]["p2"] - s.p2)) for i, s in enumerate(offline) if s.ok)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     row = {
         "bench": "serve", "commit": commit, "model": args.model, "backend": args.backend,
         "token_budget": args.token_budget, "clients": args.clients, "pairs_per_request": args.pairs_per_request,

@@ -76,7 +76,6 @@ def test_request_errors_name_the_field_or_limit(judge):
         ]
         for path, body, status, needle in cases:
             got_status, got, _ = post(url + path, body)
-            print(path, got_status, got)
             assert got_status == status, (path, body[:60], got)
             assert needle in got["error"], (needle, got["error"])
         # A bad pair is an entry beside good ones, never a failed request.

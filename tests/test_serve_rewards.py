@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from judge_core.scoring import PairScore, combine_passes
 from judge_core.serve.rewards import (Matchup, RewardGroup, count_matchups, expand_groups, group_rewards,
                                       split_query)
@@ -16,7 +18,8 @@ def score(p1: float) -> PairScore:
 
 
 def test_round_robin_expansion_and_means():
-    groups = [RewardGroup("i", ("a", "b", "c")), RewardGroup("j", ("x", "y"), reference="ref"), RewardGroup("k", ("z",))]
+    groups = [RewardGroup("i", ("a", "b", "c")), RewardGroup("j", ("x", "y"), reference="ref"),
+              RewardGroup("k", ("z",))]
     pairs, matchups = expand_groups(groups)
     assert pairs == [("i", "a", "b"), ("i", "a", "c"), ("i", "b", "c"), ("j", "x", "ref"), ("j", "y", "ref")]
     assert matchups == [Matchup(0, 0, 1), Matchup(0, 0, 2), Matchup(0, 1, 2), Matchup(1, 0, None), Matchup(1, 1, None)]
@@ -26,12 +29,10 @@ def test_round_robin_expansion_and_means():
     assert errors == []
     expected = [[(0.8 + 0.6) / 2, (0.2 + 0.3) / 2, (0.4 + 0.7) / 2], [0.9, 0.25], [0.5]]
     for got, want in zip(rewards, expected):
-        assert got == [pytest_approx(w) for w in want]
+        assert got == [near(w) for w in want]
 
 
-def pytest_approx(x):
-    import pytest
-
+def near(x):
     return pytest.approx(x, abs=1e-12)
 
 
@@ -39,7 +40,7 @@ def test_failed_pair_leaves_none_and_an_error():
     groups = [RewardGroup("i", ("a", "b", "c"))]
     _, matchups = expand_groups(groups)
     rewards, errors = group_rewards(groups, matchups, [score(70), PairScore.failed("too long"), score(50)])
-    assert rewards == [[None, pytest_approx(0.4), None]]
+    assert rewards == [[None, near(0.4), None]]
     assert errors == [{"group": 0, "responses": [0, 2], "reference": False, "error": "too long"}]
 
 
