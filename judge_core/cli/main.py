@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "rank": "judge_core.cli.rank",
     "quantize": "judge_core.cli.quantize",
     "warmup": "judge_core.cli.warmup",
+    "serve": "judge_core.cli.serve",
 }
 
 

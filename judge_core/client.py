@@ -1,0 +1,68 @@
+"""A small client for `judge-core serve` (standard library only).
+
+    from judge_core.client import JudgeClient
+    client = JudgeClient("http://127.0.0.1:8000", api_key=None)
+    client.compare([{"instruction": "...", "response_1": "...", "response_2": "...", "id": "a"}])
+    client.rewards([{"instruction": "...", "responses": ["...", "...", "..."]}])
+
+Errors raise JudgeServerError with the server's status and message; a per-pair error stays an entry.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Sequence
+
+
+class JudgeServerError(RuntimeError):
+    """The server answered with an error status (or could not be reached: status 0)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class JudgeClient:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 600.0):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def compare(self, pairs: Sequence[Any]) -> list[dict]:
+        """pairs: dicts {instruction, response_1, response_2, id?} or 3-tuples. -> results in order:
+        {"id"?, "p1", "p2", "pass1", "pass2"} or {"id"?, "error"}."""
+        items = [p if isinstance(p, dict) else dict(zip(("instruction", "response_1", "response_2"), p))
+                 for p in pairs]
+        return self._request("POST", "/v1/compare", {"pairs": items})["results"]
+
+    def rewards(self, groups: Sequence[dict]) -> list[list[float | None]]:
+        """groups: {instruction, responses: [...], reference?}. -> per group, each response's reward (0..1)."""
+        return self._request("POST", "/v1/rewards", {"groups": list(groups)})["rewards"]
+
+    def health(self) -> dict:
+        """The /health body; raises JudgeServerError(503) while the model loads or warms up."""
+        return self._request("GET", "/health")
+
+    def _request(self, method: str, path: str, body: Any = None) -> dict:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                message = json.loads(raw).get("error", raw.decode("utf-8", "replace"))
+            except (ValueError, AttributeError):
+                message = raw.decode("utf-8", "replace") or e.reason
+            retry = e.headers.get("Retry-After") if e.headers else None
+            raise JudgeServerError(e.code, str(message), float(retry) if retry else None) from None
+        except urllib.error.URLError as e:
+            raise JudgeServerError(0, f"cannot reach {self.base_url}: {e.reason}") from None

@@ -1,0 +1,88 @@
+"""Test helpers for `judge-core serve`: a uvicorn server on a free loopback port in a thread, and
+backends that hold or fail batches on demand (to reach queue-full, timeout, disconnect, OOM)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import torch
+
+
+class RunningServer:
+    """`with RunningServer(app) as url:` serves `app` on 127.0.0.1:<free port> until the block ends."""
+
+    def __init__(self, app, wait_ready: bool = True):
+        import uvicorn
+
+        self.wait_ready = wait_ready
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        if self.wait_ready:  # /health says 200 once the model is warm
+            wait_until(lambda: _status(self.url + "/health") == 200, 60, "/health 200")
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+class GatedBackend:
+    """Wraps a real backend: every forward waits for `gate` to open; counts the prompts it ran.
+
+    oom_above: raise torch.OutOfMemoryError for any batch with more prompts than this (None: never).
+    """
+
+    def __init__(self, inner, oom_above: int | None = None):
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()  # set once a forward is waiting at (or past) the gate
+        self.oom_above = oom_above
+        self.prompts_run = 0
+        self.batch_sizes: list[int] = []
+        self.device = inner.device
+        self.counts_padding = inner.counts_padding
+        self.max_context = inner.max_context
+
+    def candidate_logits(self, batch):
+        self.entered.set()
+        if not self.gate.wait(60):
+            raise RuntimeError("test gate never opened")
+        if self.oom_above is not None and len(batch) > self.oom_above:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated by the test)")
+        self.prompts_run += len(batch)
+        self.batch_sizes.append(len(batch))
+        return self.inner.candidate_logits(batch)
+
+
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
