@@ -179,8 +179,9 @@ def test_compare_many_reports_each_pair_once_as_its_batch_finishes(tiny_judge, m
     pairs = [("Rate.", "word " * (6 * i + 1), "other " * (5 * i + 1)) for i in range(5)]
     pairs.insert(2, ("Rate.", 3, "x"))  # rejected before any forward
     calls = []
-    real = tiny_judge.backend.candidate_logits
-    monkeypatch.setattr(tiny_judge.backend, "candidate_logits", lambda seqs: calls.append(len(seqs)) or real(seqs))
+    real = tiny_judge.backend.candidate_logits_async  # what the (overlapping) runner calls
+    monkeypatch.setattr(tiny_judge.backend, "candidate_logits_async",
+                        lambda seqs: calls.append(len(seqs)) or real(seqs))
 
     class Bar:
         updates = []
