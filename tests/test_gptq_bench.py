@@ -6,7 +6,7 @@ import torch
 
 from judge_core.embedded import build_model, qwen3_5_text_config
 from judge_core.gptq import GPTQLinear, load_gptq_model, quantize_checkpoint
-from judge_core.gptq.bench import bench_gptq_rows, gptq_weight_bytes, quantize_in_place
+from bench.gptq_rows import bench_gptq_rows, gptq_weight_bytes, quantize_in_place
 from judge_core.gptq.format import QuantConfig
 
 

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from .format import QuantConfig
+from judge_core.gptq.format import QuantConfig
 
 
 def _packed_linear_bytes(n_in: int, n_out: int, n_groups: int) -> int:
@@ -26,8 +26,8 @@ def gptq_weight_bytes(config, *, group_size: int = 128, dtype_bytes: int = 2) ->
     `dtype_bytes`, tied embeddings counted once), computed on the meta device."""
     from transformers import AutoModelForCausalLM
 
-    from .loader import parameters_on_meta
-    from .sequential import quantizable_linears
+    from judge_core.gptq.loader import parameters_on_meta
+    from judge_core.gptq.sequential import quantizable_linears
 
     with parameters_on_meta():
         model = AutoModelForCausalLM.from_config(config)
@@ -45,9 +45,9 @@ def gptq_weight_bytes(config, *, group_size: int = 128, dtype_bytes: int = 2) ->
 @torch.no_grad()
 def quantize_in_place(model: nn.Module, cfg: QuantConfig) -> int:
     """Swap every quantizable Linear of an in-memory model for a GPTQLinear (RTN); returns how many."""
-    from .algorithm import pack_layer, quantize_rtn
-    from .linear import GPTQLinear
-    from .sequential import quantizable_linears
+    from judge_core.gptq.algorithm import pack_layer, quantize_rtn
+    from judge_core.gptq.linear import GPTQLinear
+    from judge_core.gptq.sequential import quantizable_linears
 
     targets, _ = quantizable_linears(model, cfg)
     for name, linear in targets.items():
@@ -96,9 +96,9 @@ def bench_gptq_rows(size: str = "4b", *, device="cuda", tokens: int = 32768, seq
     Batches are `tokens // seq_len` rows of `seq_len` random ids. The GPTQ row adds its throughput ratio
     to BF16, the time spent dequantizing per forward, and max/mean |P(A) drift| in percentage points.
     """
-    from ..embedded import build_model, tokenizer_dir
-    from ..prompts import candidate_token_ids
-    from .linear import GPTQLinear
+    from judge_core.embedded import build_model, tokenizer_dir
+    from judge_core.prompts import candidate_token_ids
+    from judge_core.gptq.linear import GPTQLinear
 
     from transformers import AutoTokenizer
 
