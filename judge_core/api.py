@@ -58,13 +58,15 @@ class Judge:
         self.max_context = int(max_context or backend.max_context)
         self.candidate_ids = candidate_token_ids(tokenizer)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
+        self.quantization = None  # "fp8 (twin | scaled_mm)" when the model runs in fp8, set by from_pretrained
         self.last_run_stats: dict = {}
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, *, dtype=None, device=None, token_budget: int | str = 32768,
                         backend: str = "auto", ascii_json: bool = True, max_context: int | None = None,
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
-                        token: str | bool | None = None, cache_dir: str | None = None) -> "Judge":
+                        token: str | bool | None = None, cache_dir: str | None = None,
+                        quantization: str | None = None, fp8_compute: str = "auto") -> "Judge":
         """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
 
         dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
@@ -72,10 +74,18 @@ class Judge:
         token_budget: tokens per forward batch, or "auto" (sized from free GPU memory).
         chat_template_kwargs: extra chat-template variables, e.g. {"enable_thinking": False}.
         revision / token / cache_dir: for hub ids, as in huggingface_hub.
+        quantization: None / "none" (the checkpoint as stored: float, GPTQ or FP8) or "fp8" (W8A8 dynamic
+            FP8 quantized at load from a float checkpoint; needs a CUDA GPU of sm_89+, or runs the exact but
+            slow CPU twin on the CPU).
+        fp8_compute: "auto" (torch._scaled_mm on CUDA, the twin on the CPU), "twin" or "scaled_mm".
         """
         from transformers import AutoTokenizer
 
+        from .fp8.load import check_fp8_compute, check_quantization, plan_fp8
+
         # Every argument is checked before anything is loaded or downloaded.
+        quantization = check_quantization(quantization)
+        check_fp8_compute(fp8_compute)
         check_token_budget(token_budget)
         check_backend_name(backend)
         template_kwargs = check_template_kwargs(chat_template_kwargs)
@@ -83,10 +93,12 @@ class Judge:
         dtype = resolve_dtype(dtype, device)
         path = resolve(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
         config = read_config(path)
+        quant = quantization_config(path, config)
+        fp8 = plan_fp8(quantization, quant, device, fp8_compute, where=str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         candidates = candidate_token_ids(tokenizer)
         engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config,
-                              quant=quantization_config(path, config))
+                              quant=quant, fp8=fp8)
         if token_budget == "auto":
             from .gptq.budget import auto_token_budget
 
@@ -94,6 +106,7 @@ class Judge:
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs)
         judge.path = path
+        judge.quantization = None if fp8 is None else f"fp8 ({fp8.compute})"
         return judge
 
     # -- request -> prompt -> tokens ------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Shared command-line options for building a Judge: MODEL (a path, a hub id, or `tiny`), dtype, device, budget."""
+"""Shared command-line options for building a Judge: MODEL (a path, a hub id, or `tiny`), dtype, device, budget,
+quantization."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest prompt in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
+    parser.add_argument("--quantization", default="none",
+                        help="none | fp8 (default none: the checkpoint as stored, an FP8 checkpoint runs in fp8). "
+                             "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
+                             "CPU it runs the exact, slow twin")
+    parser.add_argument("--fp8-compute", default="auto",
+                        help="auto | twin | scaled_mm: how fp8 layers compute (default auto: scaled_mm on CUDA, "
+                             "twin on the CPU)")
 
 
 def resolve_model(name: str, revision: str | None = None) -> str:
@@ -44,9 +52,12 @@ def check_judge_arguments(args) -> None:
     """Everything about the judge options that can be checked without loading anything (exit 2 if wrong)."""
     from ..backends import check_backend_name
     from ..dtypes import parse_dtype, check_dtype
+    from ..fp8.load import check_fp8_compute, check_quantization
 
     try:
         check_backend_name(args.backend)
+        check_quantization(args.quantization)
+        check_fp8_compute(args.fp8_compute)
         if args.dtype is not None:
             check_dtype(parse_dtype(args.dtype))
         parse_budget(args.token_budget)
@@ -78,9 +89,11 @@ def judge_from_args(args):
         judge = Judge.from_pretrained(resolve_model(args.model, args.revision), dtype=args.dtype, device=args.device,
                                      backend=args.backend, token_budget=parse_budget(args.token_budget),
                                      ascii_json=not args.unicode_json, max_context=args.max_context,
-                                     chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
+                                     chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
+                                     quantization=args.quantization, fp8_compute=args.fp8_compute)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
     print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "
-          f"{judge.backend.device}, token budget {judge.token_budget})", file=sys.stderr)
+          f"{judge.backend.device}, token budget {judge.token_budget}"
+          f"{', ' + judge.quantization if judge.quantization else ''})", file=sys.stderr)
     return judge
