@@ -6,6 +6,9 @@ Examples:
       --model tiny --dtypes fp32 --sweep-budgets 4096,8192,16384,32768,65536 --out /tmp/bench-cpu
   # synthetic pairs (no data), a checkpoint of your own, bf16 and fp32
   python -m bench --model /path/to/ckpt --dtypes bf16,fp32 --n-pairs 200
+  # fp8 drift on your own pairs before trusting fp8 (GPU: bf16 vs fp8; CPU: the exact, slow twin)
+  python -m bench --model /path/to/ckpt --pairs-jsonl my_pairs.jsonl --systems judge_core --backends packed \
+      --dtypes bf16 --compare-quantization fp8
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (1 gives stable CPU timings on a shared machine)")
     m.add_argument("--repeats", type=int, default=1, help="time each system N times, report the fastest")
+    m.add_argument("--compare-quantization", default=None, choices=("fp8",),
+                   help="also run every judge_core system with this quantization (fp8: W8A8 at load) and report "
+                        "its drift against the same system unquantized (max/mean |dp1|, verdict agreement): run it "
+                        "on your own pairs (--pairs-jsonl) before trusting fp8")
     s = p.add_argument_group("sweeps")
     s.add_argument("--sweep-budgets", default="", help="e.g. 4096,8192,16384,32768,65536")
     s.add_argument("--sweep-lengths", default="", help="response tokens per point, e.g. 128,256,512,1024")
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                       backends=_names(args.backends), dtypes=_names(args.dtypes), token_budget=_ints(args.token_budget),
                       plain_rows=args.plain_rows, reference_pairs=args.reference_pairs, cutoff=not args.no_cutoff,
                       sweep_budgets=_ints(args.sweep_budgets), sweep_lengths=_ints(args.sweep_lengths),
-                      sweep_pairs=args.sweep_pairs, repeats=args.repeats, threads=args.threads, progress=not args.no_progress, work_dir=args.work_dir,
+                      sweep_pairs=args.sweep_pairs, compare_quantization=args.compare_quantization, repeats=args.repeats, threads=args.threads, progress=not args.no_progress, work_dir=args.work_dir,
                       command=f"python -m bench {argv_text}")
     results = run_bench(cfg)
     out = args.out or os.path.join(args.work_dir, time.strftime("%Y%m%d-%H%M%S"))

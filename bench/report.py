@@ -65,7 +65,7 @@ def markdown_table(results: dict) -> str:
         ]) + " |")
     drift = results.get("drift", [])
     if drift:
-        lines += ["", "bf16 vs fp32 drift (same system, same pairs):", "",
+        lines += ["", "Drift, bf16 vs fp32 and quantized vs unquantized (same system, same pairs):", "",
                   "| system | vs | max \\|dp1\\| | mean \\|dp1\\| | verdict agree |", "|---|---|--:|--:|--:|"]
         for d in drift:
             lines.append(f"| {d['system']} | {d['against']} | {_fmt(d.get('max_abs_delta_p1'), '.2e')} | "

@@ -49,6 +49,7 @@ class BenchConfig:
     sweep_lengths: tuple[int, ...] = ()     # response tokens per point of the prompt-length sweep
     sweep_pairs: int = 4
     sweep_systems: tuple[str, ...] = ("judge_core", "plain")
+    compare_quantization: str | None = None  # "fp8": each judge_core system also quantized, drift reported
     warmup_pairs: int = 1
     repeats: int = 1                        # time each system this many times, keep the fastest
     progress: bool = True
@@ -132,6 +133,11 @@ def build_specs(cfg: BenchConfig, path: str, device: torch.device) -> tuple[list
                 for b in budgets:
                     specs.append(SystemSpec(f"judge_core {backend} {dt}{tag(b)}", "judge_core", path, dt, backend,
                                             options={"token_budget": b}))
+                    if cfg.compare_quantization:
+                        q = cfg.compare_quantization
+                        specs.append(SystemSpec(f"judge_core {backend} {dt} {q}{tag(b)}", "judge_core", path, dt,
+                                                backend, options={"token_budget": b, "quantization": q,
+                                                                  "unquantized": specs[-1].name}))
     if "gptq" in cfg.systems:
         qdir, why = gptq_checkpoint(path, os.path.join(cfg.work_dir, "gptq-rtn-" + Path(path).name))
         if qdir is None:
@@ -180,6 +186,26 @@ def _targets(rows: list[dict], device: torch.device, model: str) -> list[dict]:
     for other, value in sorted(others.items()):
         out.append({"target": f"judge_core ahead of {other}", "met": best > value,
                     "detail": f"{best_name} {best:,.0f} vs {value:,.0f} tokens/s ({best / value:.2f}x)"})
+    return out
+
+
+def quantization_drift(runs: list[SystemRun]) -> list[dict]:
+    """Each quantized judge_core run against the same system unquantized, on the pairs both scored
+    (judge_core.fp8.drift.compare_scores), in the drift table's keys."""
+    from judge_core.fp8.drift import compare_scores
+
+    by_name = {r.spec.name: r for r in runs if r.ok}
+    out = []
+    for run in by_name.values():
+        base = by_name.get(run.spec.options.get("unquantized"))
+        if base is None:
+            continue
+        k = min(len(run.scores), len(base.scores))
+        d = compare_scores(base.scores[:k], run.scores[:k])
+        out.append({"system": run.spec.name, "against": base.spec.name, "pairs_compared": d["n"],
+                    "failed": d["failed"], "max_abs_delta_p1": d["max_abs_dp1"],
+                    "mean_abs_delta_p1": d["mean_abs_dp1"], "verdict_agreement": d["verdict_agreement"],
+                    "speedup": base.seconds / run.seconds if run.seconds else None})
     return out
 
 
@@ -277,6 +303,8 @@ def _run_bench(cfg: BenchConfig) -> dict:
                 k = min(len(run.scores), len(twin.scores))
                 d = metrics.agreement(run.scores[:k], twin.scores[:k])
                 drift.append({"system": name, "against": twin.spec.name, **d})
+
+    drift += quantization_drift(runs)
 
     first_full = next((r for r in runs if r.ok and len(r.scores) == len(pairs)), None)
     all_lengths = _lengths(first_full) if first_full else []

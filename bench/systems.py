@@ -1,7 +1,8 @@
 """The systems a bench run compares, each built from a spec and run the same way.
 
 A system is anything with `compare_many(pairs, progress=...) -> list[PairScore]`:
-  judge_core  `Judge.from_pretrained(path, backend=..., dtype=...)`, any backend / dtype / weight format
+  judge_core  `Judge.from_pretrained(path, backend=..., dtype=..., quantization=...)`, any backend / dtype /
+              weight format
   reference   `ReferenceJudge`: one prompt at a time, full-vocabulary log-softmax (the card's algorithm)
   plain       `PlainHFBaseline`: a careful user's batched transformers loop
   vllm        `VLLMCardJudge`: the card's own vLLM code (skipped where vllm is not importable)
@@ -117,7 +118,7 @@ def _sync(device: torch.device) -> None:
 def spec_key(spec: SystemSpec) -> tuple:
     """What identifies a built system (two specs with one key can share the loaded model)."""
     return (spec.kind, spec.path, spec.dtype, spec.backend, spec.weights, spec.options.get("top_k"),
-            spec.options.get("rows_per_batch"), spec.options.get("token_budget"))
+            spec.options.get("rows_per_batch"), spec.options.get("token_budget"), spec.options.get("quantization"))
 
 
 def build_system(spec: SystemSpec, device: torch.device, cache: dict | None = None):
@@ -148,7 +149,8 @@ def _build(spec: SystemSpec, device: torch.device):
     if spec.kind == "judge_core":
         from judge_core import Judge
 
-        kwargs = {k: v for k, v in spec.options.items() if k in ("token_budget", "ascii_json", "max_context")}
+        kwargs = {k: v for k, v in spec.options.items()
+                  if k in ("token_budget", "ascii_json", "max_context", "quantization", "fp8_compute")}
         return Judge.from_pretrained(spec.path, backend=spec.backend or "auto", dtype=spec.torch_dtype,
                                      device=device, **kwargs)
     if spec.kind == "reference":

@@ -58,6 +58,7 @@ class Judge:
         self.max_context = int(max_context or backend.max_context)
         self.candidate_ids = candidate_token_ids(tokenizer)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
+        self.quantization = None  # "fp8 (twin | scaled_mm)" when the model runs in fp8, set by from_pretrained
         self.last_run_stats: dict = {}
 
     @classmethod
@@ -65,6 +66,7 @@ class Judge:
                         backend: str = "auto", ascii_json: bool = True, max_context: int | None = None,
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | None = None,
+                        quantization: str | None = None, fp8_compute: str = "auto",
                         warmup: bool | None = None) -> "Judge":
         """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
 
@@ -73,11 +75,19 @@ class Judge:
         token_budget: tokens per forward batch, or "auto" (sized from free GPU memory).
         chat_template_kwargs: extra chat-template variables, e.g. {"enable_thinking": False}.
         revision / token / cache_dir: for hub ids, as in huggingface_hub.
+        quantization: None / "none" (the checkpoint as stored: float, GPTQ or FP8) or "fp8" (W8A8 dynamic
+            FP8 quantized at load from a float checkpoint; needs a CUDA GPU of sm_89+, or runs the exact but
+            slow CPU twin on the CPU).
+        fp8_compute: "auto" (torch._scaled_mm on CUDA, the twin on the CPU), "twin" or "scaled_mm".
         warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
         """
         from transformers import AutoTokenizer
 
+        from .fp8.load import check_fp8_compute, check_quantization, plan_fp8
+
         # Every argument is checked before anything is loaded or downloaded.
+        quantization = check_quantization(quantization)
+        check_fp8_compute(fp8_compute)
         check_token_budget(token_budget)
         check_backend_name(backend)
         template_kwargs = check_template_kwargs(chat_template_kwargs)
@@ -85,10 +95,12 @@ class Judge:
         dtype = resolve_dtype(dtype, device)
         path = resolve(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
         config = read_config(path)
+        quant = quantization_config(path, config)
+        fp8 = plan_fp8(quantization, quant, device, fp8_compute, where=str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         candidates = candidate_token_ids(tokenizer)
         engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config,
-                              quant=quantization_config(path, config))
+                              quant=quant, fp8=fp8)
         if token_budget == "auto":
             from .memory import auto_token_budget
 
@@ -96,6 +108,7 @@ class Judge:
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs)
         judge.path = path
+        judge.quantization = None if fp8 is None else f"fp8 ({fp8.compute})"
         from .warmup import maybe_warmup
 
         maybe_warmup(engine, judge.token_budget, judge.max_context, enabled=warmup)

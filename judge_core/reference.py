@@ -37,12 +37,21 @@ class ReferenceJudge:
     @classmethod
     def from_pretrained(cls, path, *, dtype: torch.dtype | str = torch.float32, device="cpu", top_k: int | None = None,
                         ascii_json: bool = True, chat_template_kwargs: dict | None = None,
-                        revision: str | None = None) -> "ReferenceJudge":
+                        revision: str | None = None, quantization: str | None = None,
+                        fp8_compute: str = "twin") -> "ReferenceJudge":
+        """quantization="fp8": the same W8A8 quantize-at-load as Judge (an FP8 checkpoint is fp8 anyway);
+        fp8_compute defaults to the twin, the exact reference of the GPU path."""
         from transformers import AutoTokenizer
+
+        from .checkpoint import quantization_config
+        from .fp8.load import plan_fp8
 
         dtype = check_dtype(parse_dtype(dtype))
         path = resolve(path, revision=revision)
+        fp8 = plan_fp8(quantization, quantization_config(path), torch.device(device), fp8_compute, where=str(path))
         model = load_hf_model(path, dtype=dtype, device=torch.device(device))
+        if fp8 is not None:
+            fp8.apply_(model)
         return cls(model, AutoTokenizer.from_pretrained(str(path)), top_k=top_k, ascii_json=ascii_json,
                    chat_template_kwargs=chat_template_kwargs)
 

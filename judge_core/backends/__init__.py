@@ -40,8 +40,20 @@ def choose_backend(name: str, config: dict, device: torch.device, quant: dict | 
 
 
 def load_backend(name: str, path, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int],
-                 config: dict | None = None, quant: dict | None = None):
-    """Construct backend `name` over a resolved checkpoint dir ("auto" resolved against its config)."""
+                 config: dict | None = None, quant: dict | None = None, fp8=None):
+    """Construct backend `name` over a resolved checkpoint dir ("auto" resolved against its config).
+
+    fp8: a `judge_core.fp8.load.FP8Plan` (from `plan_fp8`, checked before loading) applied to the
+    loaded model: quantize-at-load of a float checkpoint, and the FP8 compute of every fp8 layer.
+    """
+    backend = _construct(name, path, dtype=dtype, device=device, candidate_ids=candidate_ids, config=config,
+                         quant=quant)
+    if fp8 is not None:
+        fp8.apply_(backend.model)
+    return backend
+
+
+def _construct(name: str, path, *, dtype, device, candidate_ids, config, quant):
     from ..checkpoint import quantization_config, read_config
     from ..warmup import configure_kernel_caches
 

@@ -26,12 +26,12 @@ from ..models.batch import PackedBatch
 from ..models.qwen3_5 import MODEL_TYPES, Qwen3_5Args
 from ..models.weights import load_qwen3_5
 
-PACKED_QUANT_METHODS = ("gptq",)  # what models/weights.py reads besides float weights
+PACKED_QUANT_METHODS = ("gptq", "fp8")  # what models/weights.py reads besides float weights
 
 
 def supports(config: dict, device: torch.device | str | None = None, quant: dict | None = None) -> bool:
     """True when `auto` should pick `packed`: a Qwen3.5 config this forward implements (text-only or
-    multimodal), float or GPTQ weights, no head bias / logit softcap.
+    multimodal), float, GPTQ or FP8 weights, no head bias / logit softcap.
 
     Any device: CUDA uses fla / our kernels where installed and correct torch paths where not; the CPU
     path is at least as fast as `hf` on the tiny model (measured, see module doc).

@@ -1,4 +1,5 @@
-"""Shared command-line options for building a Judge: MODEL (a path, a hub id, or `tiny`), dtype, device, budget."""
+"""Shared command-line options for building a Judge: MODEL (a path, a hub id, or `tiny`), dtype, device, budget,
+quantization."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest prompt in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
+    parser.add_argument("--quantization", default="none",
+                        help="none | fp8 (default none: the checkpoint as stored, an FP8 checkpoint runs in fp8). "
+                             "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
+                             "CPU it runs the exact, slow twin")
+    parser.add_argument("--fp8-compute", default="auto",
+                        help="auto | twin | scaled_mm: how fp8 layers compute (default auto: scaled_mm on CUDA, "
+                             "twin on the CPU)")
 
 
 def resolve_model(name: str, revision: str | None = None) -> str:
@@ -44,6 +52,7 @@ def judge_argument_problem(args) -> str | None:
     """What is wrong with the judge options, found without loading anything; None when nothing is."""
     from ..backends import check_backend_name
     from ..dtypes import check_dtype, parse_dtype, resolve_device
+    from ..fp8.load import check_fp8_compute, check_quantization
 
     def positive(value) -> None:
         if value is not None and value < 1:
@@ -55,6 +64,8 @@ def judge_argument_problem(args) -> str | None:
         ("--max-context", args.max_context, positive),
         ("--device", args.device, resolve_device),
         ("--dtype", args.dtype, lambda name: name is None or check_dtype(parse_dtype(name))),
+        ("--quantization", args.quantization, check_quantization),
+        ("--fp8-compute", args.fp8_compute, check_fp8_compute),
     )
     for flag, value, check in checks:
         try:
@@ -96,9 +107,10 @@ def judge_from_args(args, **overrides):
                                      backend=args.backend, token_budget=parse_budget(args.token_budget),
                                      ascii_json=not args.unicode_json, max_context=args.max_context,
                                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
-                                     **overrides)
+                                     quantization=args.quantization, fp8_compute=args.fp8_compute, **overrides)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
     print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "
-          f"{judge.backend.device}, token budget {judge.token_budget})", file=sys.stderr)
+          f"{judge.backend.device}, token budget {judge.token_budget}"
+          f"{', ' + judge.quantization if judge.quantization else ''})", file=sys.stderr)
     return judge

@@ -7,7 +7,6 @@ accepting and waits for open requests, then the scheduler finishes what is queue
 
 from __future__ import annotations
 
-import inspect
 import signal
 import sys
 
@@ -22,9 +21,6 @@ def add_arguments(parser) -> None:
 
     defaults = ServeLimits()
     add_judge_arguments(parser)
-    if not any("--quantization" in a.option_strings for a in parser._actions):
-        parser.add_argument("--quantization", default=None,
-                            help="passed to Judge.from_pretrained when this build supports it")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--api-key", default=None,
@@ -41,12 +37,6 @@ def add_arguments(parser) -> None:
 
 
 def build_judge(args):
-    if getattr(args, "quantization", None) is not None:
-        from ..api import Judge
-
-        if "quantization" not in inspect.signature(Judge.from_pretrained).parameters:
-            raise SystemExit(f"--quantization {args.quantization}: this judge_core's Judge.from_pretrained "
-                             f"takes no quantization argument")
     return judge_from_args(args)
 
 

@@ -48,6 +48,13 @@ class FP8CheckpointReader:
     def shape(self, key: str) -> tuple[int, ...]:
         return self.reader.shape(key)
 
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: self.shape(k) for k in self._keys}
+
+    def raw_key(self, key: str) -> str:
+        """The checkpoint's own name of `key` (for messages), where the wrapped reader knows it."""
+        return self.reader.raw_key(key) if hasattr(self.reader, "raw_key") else key
+
     def get(self, key: str) -> torch.Tensor:
         tensor = self.reader.get(key)
         scale_key = self._scale_of.get(key)

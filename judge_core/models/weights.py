@@ -172,11 +172,17 @@ def load_qwen3_5(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, devic
 
     output_token_ids: tokens whose head rows (tied embedding, or lm_head when untied, dequantized when
     GPTQ) are copied into `model.output_rows` (float32 [n, hidden]) for candidate logits.
+    An FP8 checkpoint (quant_method "fp8") loads with its fp8 layers in fp8 (judge_core.fp8.load).
     """
     path = Path(path)
     config = read_config(path)
+    quant = quantization_config(path, config)
+    if quant is not None and quant["quant_method"] == "fp8":
+        from ..fp8.load import load_fp8_packed
+
+        return load_fp8_packed(path, config, quant, dtype=dtype, device=device, output_token_ids=output_token_ids)
     return build_qwen3_5(config, TensorReader(path, device), dtype=dtype, device=device,
-                         output_token_ids=output_token_ids, quant=quantization_config(path, config))
+                         output_token_ids=output_token_ids, quant=quant)
 
 
 def from_hf_model(hf_model: nn.Module, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
