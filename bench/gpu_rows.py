@@ -88,20 +88,23 @@ def timed_row(rec: Recorder, name: str, scorer, pairs, device, **extra) -> tuple
     return row, scores
 
 
-def load_judge(path, backend, dtype, device, budget, tokenizer=None):
+def load_judge(path, backend, dtype, device, budget, tokenizer=None, quantization=None, fp8_compute="auto"):
     """Judge.from_pretrained's steps, with one tokenizer shared by every system (loading the 248k-token
     tokenizer again per system costs seconds on a busy host, and changes nothing measured)."""
     from judge_core import Judge
     from judge_core.backends import load_backend
-    from judge_core.loader import read_config
+    from judge_core.checkpoint import quantization_config, read_config
+    from judge_core.fp8.load import plan_fp8
     from judge_core.prompts import candidate_token_ids
 
     if tokenizer is None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
+    config = read_config(path)
+    quant = quantization_config(path, config)
     engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidate_token_ids(tokenizer),
-                          config=read_config(path))
+                          config=config, quant=quant, fp8=plan_fp8(quantization, quant, device, fp8_compute))
     return Judge(engine, tokenizer, token_budget=budget)
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-STEPS = ("build", "workload", "packed", "gptq", "hf", "fresh", "parity", "plain")
+STEPS = ("build", "workload", "packed", "gptq", "fp8", "hf", "fresh", "parity", "plain")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     step("packed", lambda: steps.packed(args, rec, device, state))
     step("gptq", lambda: steps.gptq(args, rec, device, state))
+    step("fp8", lambda: steps.fp8(args, rec, device, state))
     step("hf", lambda: steps.hf(args, rec, device, state))
     step("fresh", lambda: steps.fresh(args, rec, device, state))
     step("parity", lambda: steps.parity(args, rec, device, state))

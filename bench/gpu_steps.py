@@ -76,7 +76,8 @@ def packed(args, rec, device, state) -> None:
                   auto_budget_here=auto_token_budget(_cfg(state), device))
     timed_row(rec, f"packed {args.fast} cold (first call in this process)", judge, state["set_a"], device,
               phase="cold", **common)
-    timed_row(rec, f"packed {args.fast} warm", judge, state["set_a"], device, phase="warm", **common)
+    _, state["packed_warm_scores"] = timed_row(rec, f"packed {args.fast} warm", judge, state["set_a"], device,
+                                               phase="warm", **common)
     timed_row(rec, f"packed {args.fast} new shapes (set B, first time)", judge, state["set_b"], device,
               phase="new-shapes", **common)
     timed_row(rec, f"packed {args.fast} warm (set B again)", judge, state["set_b"], device, phase="warm-b", **common)
@@ -96,7 +97,7 @@ def packed(args, rec, device, state) -> None:
 
 
 def _cfg(state) -> dict:
-    from judge_core.loader import read_config, text_config
+    from judge_core.checkpoint import read_config, text_config
 
     return text_config(read_config(state["path"]))
 
@@ -137,6 +138,49 @@ def gptq(args, rec, device, state) -> None:
                       state["set_a"], device, phase="8gib-cap", token_budget=budget, **common)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
+
+
+def fp8(args, rec, device, state) -> None:
+    """W8A8 FP8 quantized at load (issue 12): speed and drift against the bf16 packed rows of the same
+    pairs, and the fast path (torch._scaled_mm) against the exact twin on the parity pairs."""
+    import torch
+
+    from judge_core.fp8.drift import compare_scores
+
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        rec.row(row="fp8", status="skipped", reason=f"sm_{''.join(map(str, torch.cuda.get_device_capability(device)))}"
+                                                    " has no FP8 GEMMs (sm_89+)")
+        return
+    judge, load_s, weights = loaded(rec, f"packed fp8 {args.fast}", lambda: load_judge(
+        state["path"], "packed", args.fast_torch_dtype, device, args.token_budget, state["tok"],
+        quantization="fp8"), device)
+    common = dict(system="judge_core", backend="packed", dtype=args.fast, weights="fp8-w8a8-dynamic",
+                  token_budget=args.token_budget, load_seconds=round(load_s, 1), weights_bytes=weights)
+    timed_row(rec, f"fp8 packed {args.fast} first call", judge, state["set_a"], device, phase="first", **common)
+    _, fast_scores = timed_row(rec, f"fp8 packed {args.fast} warm", judge, state["set_a"], device, phase="warm",
+                               **common)
+    base = state.get("packed_warm_scores")
+    if base is not None:
+        drift = compare_scores(base, fast_scores)
+        rec.row(row=f"fp8 vs {args.fast} drift, packed, {len(base)} pairs", max_abs_delta_p1=drift["max_abs_dp1"],
+                **drift)
+    if base is None or not state["parity"]:
+        return
+    # Fast path vs the exact twin on the parity pairs: the same fp8 weights, only the GEMM differs.
+    from judge_core.fp8.linear import FP8Linear
+
+    parity = [p.as_tuple() for p in state["parity"]]
+    fast = judge.compare_many(parity)
+    layers = [m for m in judge.backend.model.modules() if isinstance(m, FP8Linear)]
+    for layer in layers:
+        layer.compute, layer._resolved = "twin", None
+    twin = judge.compare_many(parity)
+    parity_drift = compare_scores(twin, fast)
+    rec.row(row=f"fp8 fast path vs fp8 twin, {len(parity)} parity pairs", fp8_layers=len(layers),
+            max_abs_delta_p1=parity_drift["max_abs_dp1"], **parity_drift)
+    del judge
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def hf(args, rec, device, state) -> None:
