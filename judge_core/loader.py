@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .hf_kernels import use_torch_kernels_on_cpu
+
 
 def read_config(path: str) -> dict:
     """config.json as a dict, from a local directory or a hub id (through transformers' resolver)."""
@@ -60,4 +62,5 @@ def load_hf_model(path: str, *, dtype: torch.dtype, device: torch.device) -> tor
 
     # No device_map: it needs accelerate. Load on the CPU, then move once.
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    use_torch_kernels_on_cpu(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
     return model.to(device).eval()

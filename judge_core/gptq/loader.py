@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..hf_kernels import use_torch_kernels_on_cpu
 from .format import PACK, QuantConfig, default_g_idx, read_quant_json
 from ..loader import checkpoint_files
 from .linear import GPTQLinear
@@ -216,6 +217,7 @@ def load_gptq_model(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, de
     if missing:
         raise ValueError(f"{path}: the checkpoint does not provide {len(missing)} model tensors, e.g. {missing[:5]}")
     log.info("GPTQ: loaded %s with %d quantized layers (%s)", path, len(swapped), cfg)
+    use_torch_kernels_on_cpu(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
     return model.to(device).eval()
 
 
