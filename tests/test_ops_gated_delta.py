@@ -38,8 +38,13 @@ def test_chunked_matches_transformers_per_prompt():
     lengths = [1, 63, 64, 65, 130]
     q, k, v, g, beta, cu = _inputs(lengths)
     got = gated_delta_chunked(q, k, v, g, beta, cu)
+    # Qwen3.5 has fewer key heads than value heads (16 / 32 in the 4B). transformers' Gated DeltaNet layer
+    # repeats q and k up to the value heads before this call in 5.17; in 5.24 the function does it itself.
+    # Repeating here is right for both (then a no-op inside), so the floor of pyproject.toml runs this too.
+    rep = v.shape[1] // q.shape[1]
+    q_rep, k_rep = q.repeat_interleave(rep, dim=1), k.repeat_interleave(rep, dim=1)
     bounds = cu.tolist()
-    ref = torch.cat([torch_chunk_gated_delta_rule(q[None, s:e], k[None, s:e], v[None, s:e], g[None, s:e],
+    ref = torch.cat([torch_chunk_gated_delta_rule(q_rep[None, s:e], k_rep[None, s:e], v[None, s:e], g[None, s:e],
                                                   beta[None, s:e], use_qk_l2norm_in_kernel=True)[0][0]
                      for s, e in zip(bounds[:-1], bounds[1:])])
     err = (got - ref).abs().max().item()
