@@ -163,7 +163,7 @@ def fp8(args, rec, device, state) -> None:
     if base is not None:
         drift = compare_scores(base, fast_scores)
         rec.row(row=f"fp8 vs {args.fast} drift, packed, {len(base)} pairs", max_abs_delta_p1=drift["max_abs_dp1"],
-                **drift)
+                pairs_compared=drift["n"], status="ok" if drift["n"] else "no pairs scored", **drift)
     if base is None or not state["parity"]:
         return
     # Fast path vs the exact twin on the parity pairs: the same fp8 weights, only the GEMM differs.
@@ -177,7 +177,8 @@ def fp8(args, rec, device, state) -> None:
     twin = judge.compare_many(parity)
     parity_drift = compare_scores(twin, fast)
     rec.row(row=f"fp8 fast path vs fp8 twin, {len(parity)} parity pairs", fp8_layers=len(layers),
-            max_abs_delta_p1=parity_drift["max_abs_dp1"], **parity_drift)
+            max_abs_delta_p1=parity_drift["max_abs_dp1"], pairs_compared=parity_drift["n"],
+            status="ok" if parity_drift["n"] else "no pairs scored", **parity_drift)
     del judge
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -68,7 +68,11 @@ class PlainHFBaseline:
         self.tokenizer.padding_side = padding_side
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(self.device).eval()
+        from judge_core.hf_kernels import use_torch_kernels_on_cpu
+
+        # transformers binds fla's Triton kernels by import alone: CPU tensors must take its torch paths.
+        model = use_torch_kernels_on_cpu(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype))
+        self.model = model.to(self.device).eval()
         self.candidate_ids = []
         for text in ("A", "B"):
             ids = self.tokenizer.encode(text, add_special_tokens=False)

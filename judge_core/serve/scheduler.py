@@ -190,7 +190,7 @@ class Scheduler:
         batches = plan_batches(lengths, self.judge.token_budget, backend.counts_padding)
         last = time.perf_counter()
 
-        def on_batch(batch: list[int]) -> None:
+        def on_batch(batch: list[int], _logits, _errors) -> None:  # metrics only; results are read at the end
             nonlocal last
             now = time.perf_counter()
             if self.metrics is not None:
