@@ -185,8 +185,6 @@ def fp8(args, rec, device, state) -> None:
 
 
 def hf(args, rec, device, state) -> None:
-    import torch
-
     judge, load_s, weights = loaded(rec, f"hf {args.fast}", lambda: load_judge(
         state["path"], "hf", args.fast_torch_dtype, device, args.token_budget, state["tok"]), device)
     common = dict(system="judge_core", backend="hf", dtype=args.fast, weights="dense", token_budget=args.token_budget,

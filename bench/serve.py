@@ -22,7 +22,6 @@ import os
 import queue
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading

@@ -17,7 +17,7 @@ import torch
 
 from .backends import check_backend_name, load_backend
 from .checkpoint import quantization_config, read_config, resolve, text_config
-from .dtypes import default_device, resolve_device, resolve_dtype  # noqa: F401 - default_device re-exported
+from .dtypes import resolve_device, resolve_dtype
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass, plan_batches
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt

@@ -8,7 +8,6 @@ import torch
 
 from judge_core import memory
 from judge_core.embedded import qwen3_5_text_config
-from judge_core.gptq import budget as old_path
 
 GIB = 1024**3
 GPTQ_4B_WEIGHTS = int(2.98 * GIB)  # MEASURED.md: RTN g128 of the 4B shape
@@ -74,9 +73,8 @@ def test_fp32_and_small_shapes():
         == memory.bytes_per_token(cfg4)
 
 
-def test_cpu_budget_and_old_import_path():
+def test_cpu_budget():
     assert memory.auto_token_budget(qwen3_5_text_config("tiny"), "cpu") == 32768
-    assert old_path.auto_token_budget is memory.auto_token_budget and old_path.budget_for is memory.budget_for
 
 
 def _fake_gpu(monkeypatch, free_bytes):

@@ -7,10 +7,9 @@ import os
 import pytest
 
 import judge_core.cli.score as score_cli
+from length_judge import LengthJudge
 from judge_core.api import Judge
 from judge_core.cli.main import main
-from judge_core.pairs import PairError, normalize_pair
-from judge_core.scoring import PairScore, combine_passes
 
 N_PAIRS = 10
 
@@ -31,24 +30,6 @@ def input_file(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-class FakeJudge:
-    """Instant, deterministic stand-in for Judge (p from response lengths) that reports pairs out of order
-    (even positions first). For the I/O tests; the tiny real judge runs the main kill test."""
-
-    def compare_many(self, pairs, *, progress=False, on_result=None):
-        results = [None] * len(pairs)
-        for i in [*range(0, len(pairs), 2), *range(1, len(pairs), 2)]:
-            try:
-                _, a, b = normalize_pair(pairs[i])
-            except PairError as e:
-                results[i] = PairScore.failed(str(e))
-            else:
-                results[i] = combine_passes((len(a) / 9, len(b) / 9), (len(b) / 9, len(a) / 9))
-            if on_result is not None:
-                on_result(i, results[i])
-        return results
 
 
 class Interrupting:
@@ -93,13 +74,13 @@ def reference_run(judge, input_file, out, monkeypatch):
 
 @pytest.fixture()
 def reference_rows(input_file, tmp_path, monkeypatch):
-    return reference_run(FakeJudge(), input_file, tmp_path / "reference.jsonl", monkeypatch)
+    return reference_run(LengthJudge("evens_first"), input_file, tmp_path / "reference.jsonl", monkeypatch)
 
 
 @pytest.mark.parametrize("suffix, judge_kind", [(".jsonl", "tiny"), (".jsonl.gz", "fake"), (".jsonl", "fake")])
 def test_kill_keeps_every_verdict_and_resume_completes_in_order(request, input_file, tmp_path, monkeypatch, capsys,
                                                                  suffix, judge_kind):
-    judge = request.getfixturevalue("tiny_judge") if judge_kind == "tiny" else FakeJudge()
+    judge = request.getfixturevalue("tiny_judge") if judge_kind == "tiny" else LengthJudge("evens_first")
     reference_rows = reference_run(judge, input_file, tmp_path / "reference.jsonl", monkeypatch)
     out = tmp_path / f"out{suffix}"
     killer = Interrupting(judge, after=5 if judge_kind == "tiny" else 8)
@@ -139,7 +120,7 @@ def test_resume_repairs_torn_last_line(input_file, reference_rows, tmp_path, mon
     whole = "".join(json.dumps(r) + "\n" for r in reference_rows[:2])
     fragment = json.dumps(reference_rows[2])[:17]  # a write cut short: no newline, not JSON
     out.write_text(whole + fragment)
-    monkeypatch.setattr(score_cli, "judge_from_args", lambda args: FakeJudge())
+    monkeypatch.setattr(score_cli, "judge_from_args", lambda args: LengthJudge("evens_first"))
     assert run_score(out, input_file, "--resume") == 0
     assert f"dropped its last {len(fragment)} bytes" in capsys.readouterr().err
     rows = strict_rows(out)  # every line whole: nothing glued onto the fragment
@@ -152,7 +133,7 @@ def test_resume_of_gzip_with_torn_member(input_file, reference_rows, tmp_path, m
     member = gzip.compress("".join(json.dumps(r) + "\n" for r in reference_rows[:3]).encode())
     torn = gzip.compress("".join(json.dumps(r) + "\n" for r in reference_rows[3:6]).encode())[:-9]
     out.write_bytes(member + torn)
-    monkeypatch.setattr(score_cli, "judge_from_args", lambda args: FakeJudge())
+    monkeypatch.setattr(score_cli, "judge_from_args", lambda args: LengthJudge("evens_first"))
     assert run_score(out, input_file, "--resume") == 0
     assert f"dropped its last {len(torn)} bytes" in capsys.readouterr().err
     rows = strict_rows(out)
@@ -165,7 +146,7 @@ def test_duplicate_ids_are_distinct_rows_on_resume(input_file, reference_rows, t
     out = tmp_path / "out.jsonl"
     first_q1 = next(i for i, r in enumerate(reference_rows) if r.get("id") == "q1")
     out.write_text("".join(json.dumps(r) + "\n" for r in reference_rows[:first_q1 + 1]))
-    counter = Interrupting(FakeJudge())
+    counter = Interrupting(LengthJudge("evens_first"))
     monkeypatch.setattr(score_cli, "judge_from_args", lambda args: counter)
     assert run_score(out, input_file, "--resume") == 0
     rows = strict_rows(out)

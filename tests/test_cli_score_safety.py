@@ -13,32 +13,10 @@ import threading
 import pytest
 
 import judge_core.cli.score as score_cli
+from length_judge import LengthJudge
 import judge_core.cli.score_input as score_input
 from judge_core.cli.main import main
 from judge_core.cli.score_writer import OutputError, Sink
-from judge_core.pairs import PairError, normalize_pair
-from judge_core.scoring import PairScore, combine_passes
-
-
-class FakeJudge:
-    """Instant, deterministic stand-in for Judge (p from response lengths); reports pairs in reverse order."""
-
-    def __init__(self):
-        self.judged = []
-
-    def compare_many(self, pairs, *, progress=False, on_result=None):
-        self.judged += list(pairs)
-        results = [None] * len(pairs)
-        for i in reversed(range(len(pairs))):
-            try:
-                _, a, b = normalize_pair(pairs[i])
-            except PairError as e:
-                results[i] = PairScore.failed(str(e))
-            else:
-                results[i] = combine_passes((len(a) / 9, len(b) / 9), (len(b) / 9, len(a) / 9))
-            if on_result is not None:
-                on_result(i, results[i])
-        return results
 
 
 def no_load(args):
@@ -47,7 +25,7 @@ def no_load(args):
 
 @pytest.fixture()
 def fake(monkeypatch):
-    judge = FakeJudge()
+    judge = LengthJudge("reversed")
     monkeypatch.setattr(score_cli, "judge_from_args", lambda args: judge)
     return judge
 
@@ -139,7 +117,7 @@ def test_overwrite_truncates_in_place_only_after_the_model_loaded(input_file, tm
     assert "cannot load the model tiny" in capsys.readouterr().err
     assert out.read_bytes() == b"precious\n" * 100 and not os.path.exists(f"{out}.lock")
 
-    monkeypatch.setattr(score_cli, "judge_from_args", lambda args: FakeJudge())
+    monkeypatch.setattr(score_cli, "judge_from_args", lambda args: LengthJudge("reversed"))
     inode = out.stat().st_ino
     assert score(input_file, out, "--overwrite") == 0
     assert out.stat().st_ino == inode  # the same file, truncated, not replaced

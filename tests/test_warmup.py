@@ -3,7 +3,6 @@ warm process meets new batch shapes without tuning any kernel again."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
