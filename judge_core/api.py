@@ -18,11 +18,11 @@ import torch
 from .backends import check_backend_name, load_backend
 from .checkpoint import quantization_config, read_config, resolve, text_config
 from .dtypes import resolve_device, resolve_dtype
-from .pairs import PairError, normalize_pair
-from .plan import dual_pass, plan_batches
+from .plan import plan_batches
+from .prepare import pair_score, prepare_pairs
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
-from .scoring import PairScore, combine_passes
+from .scoring import PairScore
 
 # Pairs tokenized and planned together: bounds host memory on huge inputs while leaving the
 # length sort enough prompts to make batches with little padding.
@@ -166,39 +166,15 @@ class Judge:
         return results
 
     def _score_chunk(self, pairs: Sequence[Any], report, bar, totals: dict) -> list[PairScore]:
-        results: list[PairScore | None] = [None] * len(pairs)
+        prepared = prepare_pairs(self, pairs)
+        results = list(prepared.results)
+        for i, score in enumerate(results):
+            if score is not None:  # rejected or over the context: answered without the model
+                report(i, score)
 
-        def finish(i: int, score: PairScore) -> None:
-            results[i] = score
-            report(i, score)
-
-        texts: list[str] = []
-        owner: list[int] = []  # owner[k] = index of the pair that prompt k belongs to (2 per pair)
-        for i, raw in enumerate(pairs):
-            try:
-                pair = normalize_pair(raw)
-            except PairError as e:
-                finish(i, PairScore.failed(str(e)))
-                continue
-            for shown in dual_pass(pair):
-                texts.append(self.prompt(*shown))
-                owner.append(i)
-        sequences = self.tokenize(texts)
-
-        runnable: list[int] = []  # prompt indices that go to the model
-        for k in range(0, len(sequences), 2):
-            longest = max(len(sequences[k]), len(sequences[k + 1]))
-            if longest > self.max_context:
-                finish(owner[k], PairScore.failed(
-                    f"prompt of {longest} tokens exceeds the model's context of {self.max_context} tokens",
-                    tokens=(len(sequences[k]), len(sequences[k + 1]))))
-            else:
-                runnable += [k, k + 1]
-
-        lengths = [len(sequences[k]) for k in runnable]
+        lengths = [len(s) for s in prepared.sequences]
         batches = plan_batches(lengths, self.token_budget, self.backend.counts_padding)
-        row_of = {k: j for j, k in enumerate(runnable)}
-        waiting = {owner[k]: 2 for k in runnable[::2]}  # passes still to come, per pair
+        waiting = [2] * len(prepared.runnable)  # passes still to come, per runnable pair
         t0 = time.perf_counter()
         done_tokens = 0
 
@@ -206,30 +182,22 @@ class Judge:
             nonlocal done_tokens
             done_tokens += sum(lengths[j] for j in batch)
             for j in batch:
-                i = owner[runnable[j]]
-                waiting[i] -= 1
-                if waiting[i] == 0:
-                    finish(i, self._pair_score(sequences, runnable[j] - runnable[j] % 2, row_of, logits, errors))
+                m = j // 2
+                waiting[m] -= 1
+                if waiting[m] == 0:
+                    i = prepared.runnable[m]
+                    results[i] = pair_score(prepared, m, logits, errors)
+                    report(i, results[i])
             if bar is not None:
                 bar.set_postfix(tok_s=f"{done_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
 
-        _, _, stats = run_batches(self.backend, [sequences[k] for k in runnable], batches, on_batch)
+        _, _, stats = run_batches(self.backend, prepared.sequences, batches, on_batch)
 
-        totals["prompts"] += len(runnable)
+        totals["prompts"] += len(prepared.sequences)
         totals["real_tokens"] += sum(lengths)
         for key in ("computed_tokens", "batches", "oom_splits", "seconds"):
             totals[key] += stats[key]
         return results  # type: ignore[return-value]
-
-    @staticmethod
-    def _pair_score(sequences, k: int, row_of: dict, logits: torch.Tensor, errors: dict) -> PairScore:
-        """The PairScore of the pair whose passes are prompts k and k + 1 (rows row_of[k], row_of[k + 1])."""
-        tokens = (len(sequences[k]), len(sequences[k + 1]))
-        j1, j2 = row_of[k], row_of[k + 1]
-        failure = errors.get(j1) or errors.get(j2)
-        if failure:
-            return PairScore.failed(failure, tokens=tokens)
-        return combine_passes(tuple(logits[j1].tolist()), tuple(logits[j2].tolist()), tokens)
 
     @staticmethod
     def _progress_bar(progress, total: int):

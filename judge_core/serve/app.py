@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,11 +23,24 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .limits import ServeLimits
 from .metrics import ServeMetrics
-from .prepare import finish_pairs, prepare_pairs
+from ..prepare import finish_pairs, prepare_pairs
 from .requests import RequestError, check_pair_count, compare_pairs, openrlhf_items, parse_body, reward_groups
 from .rewards import (SINGLE_RESPONSE_REWARD, RewardGroup, count_matchups, expand_groups, group_rewards,
                       split_query)
 from .scheduler import QueueFull, Scheduler
+
+
+# The fast tokenizer is a Rust object shared by every request thread; one call at a time keeps it
+# safe (each call already runs a whole request's prompts in one batch).
+TOKENIZER_LOCK = threading.Lock()
+
+
+def locked_tokenize(judge):
+    def tokenize(texts: list[str]) -> list[list[int]]:
+        with TOKENIZER_LOCK:
+            return judge.tokenize(texts)
+
+    return tokenize
 
 
 class ClientGone(Exception):
@@ -84,7 +98,7 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
         if scheduler.failed is not None or not scheduler.ready.is_set():
             raise RequestError(503, "the model is still loading or warming up",
                                {"Retry-After": str(limits.retry_after_s)})
-        prepared = await anyio.to_thread.run_sync(prepare_pairs, scheduler.judge, pairs)
+        prepared = await anyio.to_thread.run_sync(prepare_pairs, scheduler.judge, pairs, locked_tokenize(scheduler.judge))
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
@@ -108,7 +122,7 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             if gone in finished:
                 raise ClientGone()
             raise RequestError(504, f"request not answered within request_timeout_s={limits.request_timeout_s}")
-        return finish_pairs(prepared, job), prepared.prompt_tokens
+        return finish_pairs(prepared, job.logits, job.errors), prepared.prompt_tokens
 
     async def handle(endpoint: str, request: Request, body_to_answer) -> Response:
         """Auth, body, the route's work, errors as JSON, and the request metrics."""
