@@ -12,8 +12,8 @@ from pathlib import Path
 class Recorder:
     """Prints progress with the elapsed time and appends each row to a JSONL file at once (fsync'd)."""
 
-    def __init__(self, path: Path, t0: float, *, append: bool = False):
-        self.path, self.t0, self.rows = path, t0, []
+    def __init__(self, path: Path, t0: float, *, append: bool = False, name: str = "gpu_run"):
+        self.path, self.t0, self.rows, self.name = path, t0, [], name
         path.parent.mkdir(parents=True, exist_ok=True)
         if not append:
             path.write_text("")
@@ -22,7 +22,7 @@ class Recorder:
         return time.perf_counter() - self.t0
 
     def say(self, text: str) -> None:
-        print(f"[gpu_run {self.elapsed():6.1f}s] {text}", flush=True)
+        print(f"[{self.name} {self.elapsed():6.1f}s] {text}", flush=True)
 
     def row(self, **row) -> dict:
         row = {"elapsed_s": round(self.elapsed(), 1), **row}

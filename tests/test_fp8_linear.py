@@ -1,14 +1,15 @@
 """FP8Linear / FP8FusedLinear: the CPU twin against an independent fp32 computation, the fused form
-against the float FusedLinear, the compute choice, and (on CUDA sm_89+) _scaled_mm against the twin."""
+against the float FusedLinear, the compute choice, and _scaled_mm against the twin wherever torch runs
+it (the CPU in torch 2.13, CUDA sm_89+)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from fp8_devices import scaled_mm_devices
 from judge_core.fp8 import FP8_DTYPE, FP8FusedLinear, FP8Linear, resolve_compute
 from judge_core.models.linear import FusedLinear
-
 
 
 def bf16_steps(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -86,12 +87,19 @@ def test_from_fp8_checkpoint_tensors():
         FP8Linear.from_fp8(q, torch.ones(3))
 
 
-def test_compute_choice():
-    assert resolve_compute("auto", torch.device("cpu")) == "twin"
+def test_compute_choice(monkeypatch):
+    from judge_core.fp8 import linear
+
+    assert resolve_compute("auto", torch.device("cpu")) == "twin"   # never the CPU's _scaled_mm by default
     with pytest.raises(ValueError, match="fp8_compute='fast'"):
         FP8Linear(16, 16, compute="fast")
-    with pytest.raises(ValueError, match="fp8_compute='scaled_mm' on cpu: device cpu is not CUDA"):
+    with pytest.raises(ValueError, match="fp8_compute='scaled_mm' on meta: device meta is neither CUDA nor the CPU"):
+        resolve_compute("scaled_mm", torch.device("meta"))
+    # A CPU build without row-wise _scaled_mm: the explicit choice fails naming the device and why.
+    monkeypatch.setitem(linear._PROBED, "cpu", "torch 9.9: _scaled_mm with row-wise scales failed on cpu: no")
+    with pytest.raises(ValueError, match="fp8_compute='scaled_mm' on cpu: torch 9.9: _scaled_mm .* failed on cpu"):
         FP8Linear.from_float(torch.randn(16, 16), compute="scaled_mm")(torch.randn(2, 16))
+    assert resolve_compute("twin", torch.device("cpu")) == "twin"
 
 
 def test_fused_form_returns_the_same_parts():
@@ -113,19 +121,18 @@ def test_fused_form_returns_the_same_parts():
     assert torch.allclose(mixed[0], ref[0], atol=1e-5) and torch.allclose(mixed[3], ref[3], atol=1e-5)
 
 
-def _fp8_cuda() -> bool:
-    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
-
-
-@pytest.mark.skipif(not _fp8_cuda(), reason="needs a CUDA GPU with FP8 GEMMs (sm_89+)")
+@pytest.mark.parametrize("device", scaled_mm_devices())
 @pytest.mark.parametrize("tokens, k, n", [(1, 2560, 12288), (37, 9216, 2560), (300, 4096, 2560)])
-def test_scaled_mm_matches_twin(tokens, k, n):
+def test_scaled_mm_matches_twin(device, tokens, k, n):
+    """The GPU's call itself (fp8 operands, row-wise scales, column-major weight) against the twin:
+    they differ by the GEMM's accumulation order and one bf16 rounding of the output (2^-8 relative)."""
     torch.manual_seed(3)
-    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
-    x = torch.randn(tokens, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device=device, dtype=torch.bfloat16) * 0.02
+    x = torch.randn(tokens, k, device=device, dtype=torch.bfloat16)
     fast = FP8Linear.from_float(w, compute="scaled_mm")
     twin = FP8Linear.from_float(w, compute="twin")
     y, ref = fast(x).float(), twin(x).float()
+    assert fast._resolved[1] == "scaled_mm" and twin._resolved[1] == "twin"
     rel = ((y - ref).abs().max() / ref.abs().max()).item()
-    print(f"_scaled_mm vs twin [{tokens}x{k}x{n}]: max |d| / max |y| = {rel:.2e}")
+    print(f"_scaled_mm vs twin on {device} [{tokens}x{k}x{n}]: max |d| / max |y| = {rel:.2e}")
     assert rel < 2e-2

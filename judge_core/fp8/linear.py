@@ -2,9 +2,11 @@
 to fp8 with one scale per row (token) at run time, output rounded to bf16.
 
 Two ways to compute the same thing, chosen once per module and device (`resolve_compute`):
-- "scaled_mm" (CUDA sm_89+): `torch._scaled_mm(x_fp8 [M, K] row-major, W_fp8.t() [K, N] column-major,
-  scale_a [M, 1] fp32, scale_b [1, N] fp32, out_dtype=bf16)` -- row-wise scaling, K and N multiples of 16
-  (the same call in torch 2.11 and 2.13; row-wise scales need a bf16 output and CUDA >= 12.9 builds).
+- "scaled_mm" (CUDA sm_89+; also the CPU where torch's CPU build has row-wise `_scaled_mm`, as 2.13
+  does): `torch._scaled_mm(x_fp8 [M, K] row-major, W_fp8.t() [K, N] column-major, scale_a [M, 1] fp32,
+  scale_b [1, N] fp32, out_dtype=bf16)` -- row-wise scaling, K and N multiples of 16 (the same call in
+  torch 2.11 and 2.13; row-wise scales need a bf16 output and CUDA >= 12.9 builds). On the CPU it is
+  only ever chosen explicitly: it lets CI run the very call the GPU makes against the twin.
 - "twin" (any device; CI): the same fp8 operands (quantize.quantize_activation, the stored fp8 weight)
   widened to float32, an fp32 matmul, the two scales applied, then the same bf16 rounding. It differs
   from the GPU path only in the GEMM's accumulation order.
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 COMPUTE = ("auto", "twin", "scaled_mm")
 GEMM_OUT_DTYPE = torch.bfloat16          # what the fp8 GEMM rounds to (row-wise _scaled_mm: bf16 only)
-_PROBED: dict[str, str | None] = {}      # CUDA device -> None when _scaled_mm works there, else why not
+_PROBED: dict[str, str | None] = {}      # device -> None when row-wise _scaled_mm works there, else why not
 _WARNED = set()
 
 
@@ -42,28 +44,32 @@ def _warn_once(key: str, message: str, *args) -> None:
 
 def scaled_mm_problem(device: torch.device) -> str | None:
     """None when row-wise fp8 `_scaled_mm` runs on `device`, else why not (probed once per device)."""
-    if device.type != "cuda":
-        return f"device {device} is not CUDA"
     key = str(device)
-    if key not in _PROBED:
+    if key in _PROBED:
+        return _PROBED[key]
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         major, minor = torch.cuda.get_device_capability(device)
-        if (major, minor) < (8, 9):
-            _PROBED[key] = f"compute capability {major}.{minor} has no FP8 GEMMs (sm_89 or newer needed)"
-        elif not hasattr(torch, "_scaled_mm"):
-            _PROBED[key] = f"torch {torch.__version__} has no torch._scaled_mm"
-        else:
-            try:   # a 16 x 16 x 16 GEMM: the build may lack row-wise scaling (CUDA < 12.9)
-                a = torch.ones(16, 16, device=device).to(FP8_DTYPE)
-                one = torch.ones(16, 1, device=device)
-                torch._scaled_mm(a, a.t(), scale_a=one, scale_b=one.t().contiguous(), out_dtype=GEMM_OUT_DTYPE)
-                _PROBED[key] = None
-            except RuntimeError as e:
-                _PROBED[key] = f"torch._scaled_mm with row-wise scales failed: {e}"
+        _PROBED[key] = f"compute capability {major}.{minor} has no FP8 GEMMs (sm_89 or newer needed)"
+    elif device.type not in ("cuda", "cpu"):
+        _PROBED[key] = f"device {device} is neither CUDA nor the CPU"
+    elif not hasattr(torch, "_scaled_mm"):
+        _PROBED[key] = f"torch {torch.__version__} has no torch._scaled_mm"
+    else:
+        # A 16 x 16 x 16 GEMM with the call's own layout: a CUDA build may lack row-wise scaling
+        # (CUDA < 12.9), a CPU build may lack _scaled_mm for fp8 altogether.
+        try:
+            a = torch.ones(16, 16, device=device).to(FP8_DTYPE)
+            one = torch.ones(16, 1, device=device)
+            torch._scaled_mm(a, a.t(), scale_a=one, scale_b=one.t().contiguous(), out_dtype=GEMM_OUT_DTYPE)
+            _PROBED[key] = None
+        except (RuntimeError, NotImplementedError, ValueError) as e:
+            _PROBED[key] = f"torch {torch.__version__}: _scaled_mm with row-wise scales failed on {device}: {e}"
     return _PROBED[key]
 
 
 def resolve_compute(requested: str, device: torch.device) -> str:
-    """"auto" -> "scaled_mm" on a CUDA device that runs it, "twin" on the CPU; an explicit choice is checked.
+    """"auto" -> "scaled_mm" on a CUDA device that runs it, "twin" on the CPU (the exact reference there,
+    and the CPU's _scaled_mm is no faster); an explicit choice is checked.
 
     A CUDA device without FP8 GEMMs is an error (the twin there would be slower than bf16: load the
     model without fp8 instead)."""
