@@ -78,7 +78,9 @@ class Judge:
         quantization: None / "none" (the checkpoint as stored: float, GPTQ or FP8) or "fp8" (W8A8 dynamic
             FP8 quantized at load from a float checkpoint; needs a CUDA GPU of sm_89+, or runs the exact but
             slow CPU twin on the CPU).
-        fp8_compute: "auto" (torch._scaled_mm on CUDA, the twin on the CPU), "twin" or "scaled_mm".
+        fp8_compute: "auto" (torch._scaled_mm on CUDA, the twin on the CPU), "twin" or "scaled_mm" (also
+            on the CPU where torch's CPU build has row-wise fp8 _scaled_mm, as 2.13 does: the GPU's call,
+            no faster there than the twin).
         warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
         """
         from transformers import AutoTokenizer

@@ -28,7 +28,7 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                              "CPU it runs the exact, slow twin")
     parser.add_argument("--fp8-compute", default="auto",
                         help="auto | twin | scaled_mm: how fp8 layers compute (default auto: scaled_mm on CUDA, "
-                             "twin on the CPU)")
+                             "twin on the CPU; scaled_mm on the CPU where torch has it, e.g. 2.13)")
 
 
 def resolve_model(name: str, revision: str | None = None) -> str:
