@@ -3,7 +3,8 @@
     judge = Judge.from_pretrained("selfhypnosis-ai/Qwen3.5-4B-Creative-Writing-Judge")
     score = judge.compare(instruction, response_1, response_2)   # PairScore, score.p1 in percent
 
-The data's way: pairs -> two prompts each (prompts.py) -> token ids (one bulk tokenizer call) ->
+The data's way: pairs -> chunks (chunks.py; the next one tokenized while the device runs this one) ->
+two prompts each (prompts.py) -> token ids (one bulk tokenizer call per chunk, prepare.py) ->
 token-budget batches (plan.py) -> backend forward (runner.py, backends/) -> two logits per prompt ->
 PairScore per pair, in input order (scoring.py).
 """
@@ -11,23 +12,19 @@ PairScore per pair, in input order (scoring.py).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 
 from .backends import check_backend_name, load_backend
 from .checkpoint import quantization_config, read_config, resolve, text_config
+from .chunks import prepared_chunks
 from .dtypes import resolve_device, resolve_dtype
 from .plan import plan_batches
-from .prepare import pair_score, prepare_pairs
+from .prepare import PreparedPairs, pair_score
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
 from .scoring import PairScore
-
-# Pairs tokenized and planned together: bounds host memory on huge inputs while leaving the
-# length sort enough prompts to make batches with little padding.
-CHUNK_PAIRS = 4096
-
 
 def check_token_budget(token_budget) -> int | str:
     if token_budget == "auto":
@@ -59,6 +56,9 @@ class Judge:
         self.candidate_ids = candidate_token_ids(tokenizer)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
         self.quantization = None  # "fp8 (twin | scaled_mm)" when the model runs in fp8, set by from_pretrained
+        # Tokenize the next chunk on a host thread while the device runs this one (chunks.py). None: on
+        # when the model runs on CUDA; on the CPU the tokenizer's threads would take cores from torch.
+        self.prefetch: bool | None = None
         self.last_run_stats: dict = {}
 
     @classmethod
@@ -153,22 +153,27 @@ class Judge:
                   "oom_splits": 0, "seconds": 0.0}
         results: list[PairScore] = []
         try:
-            for start in range(0, len(pairs), CHUNK_PAIRS):
+            for start, prepared in prepared_chunks(self, pairs, prefetch=self._prefetching()):
                 def report(i: int, score: PairScore, start=start) -> None:
                     if bar is not None:
                         bar.update(1)
                     if on_result is not None:
                         on_result(start + i, score)
 
-                results.extend(self._score_chunk(pairs[start:start + CHUNK_PAIRS], report, bar, totals))
+                results.extend(self._score_chunk(prepared, report, bar, totals))
         finally:
             if own_bar:
                 bar.close()
         self.last_run_stats = totals
         return results
 
-    def _score_chunk(self, pairs: Sequence[Any], report, bar, totals: dict) -> list[PairScore]:
-        prepared = prepare_pairs(self, pairs)
+    def _prefetching(self) -> bool:
+        if self.prefetch is not None:
+            return bool(self.prefetch)
+        device = getattr(self.backend, "device", None)
+        return getattr(device, "type", None) == "cuda"
+
+    def _score_chunk(self, prepared: PreparedPairs, report, bar, totals: dict) -> list[PairScore]:
         results = list(prepared.results)
         for i, score in enumerate(results):
             if score is not None:  # rejected or over the context: answered without the model
