@@ -68,10 +68,10 @@ class PlainHFBaseline:
         self.tokenizer.padding_side = padding_side
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        from judge_core.hf_kernels import use_torch_kernels_on_cpu
+        from judge_core.hf_kernels import use_exact_torch_kernels
 
         # transformers binds fla's Triton kernels by import alone: CPU tensors must take its torch paths.
-        model = use_torch_kernels_on_cpu(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype))
+        model = use_exact_torch_kernels(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype))
         self.model = model.to(self.device).eval()
         self.candidate_ids = []
         for text in ("A", "B"):

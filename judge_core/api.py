@@ -106,7 +106,8 @@ class Judge:
         if token_budget == "auto":
             from .memory import auto_token_budget
 
-            token_budget = auto_token_budget(text_config(config), device)
+            # Activations are as wide as the compute dtype: fp32 needs twice bf16's memory per token.
+            token_budget = auto_token_budget(text_config(config), device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs)
         judge.path = path

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import quantization_config
-from .hf_kernels import use_torch_kernels_on_cpu
+from .hf_kernels import use_exact_torch_kernels
 
 LOADERS = ("gptq", "fp8")  # quantization methods the hf backend reads; a float checkpoint needs none
 
@@ -40,5 +40,5 @@ def load_hf_model(path: str | Path, *, dtype: torch.dtype, device: torch.device)
 
     # No device_map: it needs accelerate. Load on the CPU, then move once.
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    use_torch_kernels_on_cpu(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
+    use_exact_torch_kernels(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
     return model.to(device).eval()

@@ -9,6 +9,7 @@ every fast path against this.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterable
 
 import torch
@@ -16,9 +17,11 @@ import torch
 from .checkpoint import resolve
 from .dtypes import check_dtype, parse_dtype
 from .loader import load_hf_model
+from .ops.kernels import no_tf32
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
+from .runner import device_scope
 from .scoring import PairScore, combine_passes
 
 MISSING_LOGPROB = -100.0  # the card's stand-in for a token outside the returned top-k
@@ -61,9 +64,12 @@ class ReferenceJudge:
         text = render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json,
                              chat_template_kwargs=self.chat_template_kwargs)
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        device = next(self.model.parameters()).device
+        param = next(self.model.parameters())
+        # fp32 is exact fp32 (no TF32 in cuBLAS/cuDNN), as in the engine's fp32 mode (ops/kernels.py).
+        exact = no_tf32() if param.device.type == "cuda" and param.dtype == torch.float32 else contextlib.nullcontext()
         # logits_to_keep=1: the full head at the last position only, as vLLM computes it for max_tokens=1.
-        logits = self.model(input_ids=ids.to(device), use_cache=False, logits_to_keep=1).logits[0, -1].float()
+        with exact, device_scope(param.device):
+            logits = self.model(input_ids=ids.to(param.device), use_cache=False, logits_to_keep=1).logits[0, -1].float()
         logprobs = torch.log_softmax(logits, dim=-1)
         out = []
         if self.top_k is not None:

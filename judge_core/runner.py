@@ -20,6 +20,7 @@ retried. An out-of-memory error raised by `result()` (a backend that computes la
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from typing import Callable, Sequence
@@ -39,6 +40,12 @@ def is_oom(error: BaseException) -> bool:
 def _release_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def device_scope(device: torch.device):
+    """Make `device` the current CUDA device inside (Triton launches on the current device's stream, so a
+    model on cuda:1 needs cuda:1 current); a no-op elsewhere."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 class ReadyLogits:
@@ -63,10 +70,13 @@ class PendingLogits:
         if logits.device.type != "cuda":
             self._host, self._event = logits.cpu(), None
             return
+        # The copy is queued on the logits' device's current stream; the event must be recorded on that
+        # stream, not on the current device's (they differ when the model is on cuda:1 and cuda:0 is current).
+        stream = torch.cuda.current_stream(logits.device)
         self._host = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
         self._host.copy_(logits, non_blocking=True)
         self._event = torch.cuda.Event()
-        self._event.record()
+        self._event.record(stream)
 
     def result(self) -> torch.Tensor:
         if self._event is not None:

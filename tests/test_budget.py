@@ -95,3 +95,19 @@ def test_auto_follows_free_memory_after_load(monkeypatch):
     assert sizes[2] == memory.budget_for(2 * GIB, 0, cfg)
     _fake_gpu(monkeypatch, 256 * 1024**2)  # almost nothing free: the floor, the OOM split does the rest
     assert memory.auto_token_budget(cfg, "cuda") == memory.MIN_BUDGET
+
+
+@pytest.mark.parametrize("dtype, width", [("fp32", 4), ("bf16", 2)])
+def test_from_pretrained_auto_budget_is_sized_for_the_compute_dtype(tiny_text_ckpt, monkeypatch, dtype, width):
+    """fp32 activations are twice as wide: "auto" must be told the dtype, or fp32 batches OOM and split."""
+    from judge_core import Judge
+
+    seen = {}
+
+    def fake_auto(cfg, device, *, dtype_bytes=2, max_budget=memory.MAX_BUDGET):
+        seen["dtype_bytes"] = dtype_bytes
+        return 4096
+
+    monkeypatch.setattr(memory, "auto_token_budget", fake_auto)
+    judge = Judge.from_pretrained(tiny_text_ckpt, device="cpu", dtype=dtype, token_budget="auto")
+    assert seen == {"dtype_bytes": width} and judge.token_budget == 4096

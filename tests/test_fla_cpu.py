@@ -1,6 +1,6 @@
 """flash-linear-attention installed on a CPU machine: transformers' Qwen3.5 must still run its torch code.
 
-transformers binds fla's Triton kernels by import alone (DESIGN §3); judge_core.hf_kernels routes CPU
+transformers binds fla's Triton kernels by import alone (DESIGN §3); judge_core.hf_kernels routes CPU (and fp32)
 calls back to transformers' torch functions. The first two tests run everywhere (a stand-in module, and
 the hf backend's log); the last needs fla importable and is what CI's fla step runs.
 """
@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from judge_core.hf_kernels import use_torch_kernels_on_cpu
+from judge_core.hf_kernels import use_exact_torch_kernels
 from pair_samples import random_pairs
 
 TOL_PP = 1e-3  # |delta| in percentage points, fp32
@@ -51,21 +51,26 @@ def _stand_in_modeling_module(monkeypatch, calls):
     return module, layer()
 
 
-def test_cpu_calls_take_the_torch_function_others_keep_the_kernel(monkeypatch):
+def test_cpu_and_fp32_calls_take_the_torch_function_half_on_a_gpu_keeps_the_kernel(monkeypatch):
     calls: list[str] = []
     module, layer = _stand_in_modeling_module(monkeypatch, calls)
-    assert use_torch_kernels_on_cpu(layer) is layer
+    assert use_exact_torch_kernels(layer) is layer
     guarded = module.torch_chunk_gated_delta_rule
-    use_torch_kernels_on_cpu(layer)                      # idempotent: no second layer of routing
+    use_exact_torch_kernels(layer)                      # idempotent: no second layer of routing
     assert module.torch_chunk_gated_delta_rule is guarded
 
     x = torch.zeros(2)
     assert torch.equal(guarded(x, x, x, g=x, beta=x, cu_seqlens=None), x + 1)
     assert calls == ["torch"]
-    meta = torch.empty(2, device="meta")                 # any non-CPU device keeps transformers' choice
-    guarded(meta, meta, meta)
+    # "meta" stands in for a GPU: bf16 keeps transformers' kernel choice, fp32 (the exact mode: no TF32
+    # inside fla's tl.dot) takes the torch function there too.
+    half = torch.empty(2, device="meta", dtype=torch.bfloat16)
+    guarded(half, half, half)
     assert calls == ["torch", "kernel"]
-    with pytest.raises(ValueError, match="got cu_seqlens on CPU"):
+    full = torch.empty(2, device="meta", dtype=torch.float32)
+    guarded(full, full, full)
+    assert calls == ["torch", "kernel", "torch"]
+    with pytest.raises(ValueError, match=r"got cu_seqlens on cpu \(torch.float32\)"):
         guarded(x, x, x, cu_seqlens=torch.tensor([0, 1, 2]))
 
 

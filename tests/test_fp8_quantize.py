@@ -114,3 +114,19 @@ def test_activation_rows_scaled_independently():
     deq = xq.float() * scale
     err = _check_bound(x.bfloat16().float(), deq, scale)
     print(f"activations: max |d| = {err:.2e}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_activation_quantization_equals_the_plain_fp32_formula_bit_for_bit(dtype):
+    """quantize_activation avoids fp32 copies of x; its bits must equal the obvious fp32 computation."""
+    from judge_core.fp8.quantize import _MIN_SCALE, FP8_MAX
+
+    torch.manual_seed(0)
+    x = (torch.randn(300, 2560) * torch.logspace(-6, 3, 300)[:, None]).to(dtype)
+    x[0] = 0
+    x32 = x.float()
+    want_scale = (x32.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=_MIN_SCALE)
+    want = (x32 / want_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    got, scale = quantize_activation(x)
+    assert torch.equal(scale, want_scale)
+    assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))

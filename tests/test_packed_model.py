@@ -32,10 +32,10 @@ _HF: dict = {}
 def _hf_logits(path, prompts):
     from transformers import AutoModelForCausalLM
 
-    from judge_core.hf_kernels import use_torch_kernels_on_cpu
+    from judge_core.hf_kernels import use_exact_torch_kernels
 
     if path not in _HF:
-        _HF[path] = use_torch_kernels_on_cpu(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)).eval()
+        _HF[path] = use_exact_torch_kernels(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)).eval()
     model = _HF[path]
     with torch.inference_mode():
         return torch.stack([model(torch.tensor([p])).logits[0, -1, CANDIDATES] for p in prompts])

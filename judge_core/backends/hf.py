@@ -8,6 +8,7 @@ row's last real position and multiply by the candidate rows of the output embedd
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import torch
@@ -42,9 +43,13 @@ class HFBackend:
 
     def candidate_logits_async(self, batch: Sequence[Sequence[int]]):
         """Launch the batch; `.result()` of the handle waits for its [rows, C] float32 CPU logits."""
-        from ..runner import PendingLogits
+        from ..ops.kernels import no_tf32
+        from ..runner import PendingLogits, device_scope
 
-        return PendingLogits(self._device_logits(batch))
+        # fp32 is exact fp32 on a GPU too: TF32 off (the GDN kernels are routed by hf_kernels).
+        exact = no_tf32() if self.device.type == "cuda" and self.dtype == torch.float32 else contextlib.nullcontext()
+        with device_scope(self.device), exact:
+            return PendingLogits(self._device_logits(batch))
 
     @torch.inference_mode()
     def _device_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -88,10 +88,11 @@ class PackedBackend:
         On CUDA this returns once the kernels are queued (the runner packs the next batch meanwhile);
         on the CPU the forward has already run and `.result()` returns at once.
         """
-        from ..runner import PendingLogits
+        from ..runner import PendingLogits, device_scope
 
         longest = max((len(s) for s in batch), default=0)
         if longest > self.max_context:
             raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.max_context}")
-        packed = PackedBatch.from_token_lists(batch, self.device)
-        return PendingLogits(self.model(packed))
+        with device_scope(self.device):
+            packed = PackedBatch.from_token_lists(batch, self.device)
+            return PendingLogits(self.model(packed))

@@ -124,7 +124,7 @@ def load_fp8_hf_model(path: str | Path, quant: dict, *, dtype: torch.dtype, devi
     """An FP8 checkpoint as a transformers causal LM (built on meta without its quantization_config,
     so transformers' own FP8 integration is never involved), its fp8 layers as FP8Linear."""
     from ..gptq.loader import _assign, _meta_tensors, _tie_embeddings, build_empty_model
-    from ..hf_kernels import use_torch_kernels_on_cpu
+    from ..hf_kernels import use_exact_torch_kernels
 
     device = torch.device(device)
     reader = fp8_reader(path, quant, device)
@@ -143,7 +143,7 @@ def load_fp8_hf_model(path: str | Path, quant: dict, *, dtype: torch.dtype, devi
     model = model.to(device).eval()
     swapped = quantize_model_fp8_(model, only=set(reader.fp8_modules))
     _check_all_swapped(path, swapped, reader.fp8_modules)
-    use_torch_kernels_on_cpu(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
+    use_exact_torch_kernels(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
     return model
 
 

@@ -112,6 +112,7 @@ def dequantize_fp8_tensor(weight: torch.Tensor, scale_inv: torch.Tensor, block: 
 def quantize_activation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [M, K] -> (fp8 e4m3 [M, K], float32 scales [M, 1]) with x ~= fp8 * scale, one scale per row
     (per token: dynamic activation scaling)."""
-    x32 = x.float()
-    scale = (x32.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=_MIN_SCALE)
-    return (x32 / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+    # One fp32 temporary, not three (at 32k tokens x 9216 each is 1.2 GB): the row max is exact in x's
+    # own dtype, and x / scale promotes to fp32 before dividing, so the bits equal x.float()'s path.
+    scale = (x.abs().amax(dim=1, keepdim=True).float() / FP8_MAX).clamp(min=_MIN_SCALE)
+    return (x / scale).clamp_(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import TensorReader, quantization_config
-from ..hf_kernels import use_torch_kernels_on_cpu
+from ..hf_kernels import use_exact_torch_kernels
 from .format import QuantConfig, default_g_idx
 from .linear import GPTQLinear
 from .swap import swap_gptq_linears
@@ -133,7 +133,7 @@ def load_gptq_model(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, de
     if missing:
         raise ValueError(f"{path}: the checkpoint does not provide {len(missing)} model tensors, e.g. {missing[:5]}")
     log.info("GPTQ: loaded %s with %d quantized layers (%s)", path, len(swapped), cfg)
-    use_torch_kernels_on_cpu(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
+    use_exact_torch_kernels(model)  # fla installed on a CPU machine would crash in Triton (hf_kernels.py)
     return model.to(device).eval()
 
 

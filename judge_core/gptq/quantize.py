@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..hf_kernels import use_torch_kernels_on_cpu
+from ..hf_kernels import use_exact_torch_kernels
 from .algorithm import pack_layer
 from .format import PACK, QuantConfig
 from ..checkpoint import iter_raw_tensors, quantization_config, resolve
@@ -150,7 +150,7 @@ def _gptq_checkpoint_layers(src: Path, cfg: QuantConfig, *, calib, calib_n: int,
     from .calibration import builtin_pairs, calibration_token_ids, load_pairs
 
     model = AutoModelForCausalLM.from_pretrained(str(src), dtype=compute_dtype).to(device).eval()
-    use_torch_kernels_on_cpu(model)  # the calibration forward: no Triton on CPU tensors (hf_kernels.py)
+    use_exact_torch_kernels(model)  # the calibration forward: no Triton on CPU tensors (hf_kernels.py)
     pairs = load_pairs(calib) if calib else builtin_pairs()
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     samples = [torch.tensor(ids) for ids in

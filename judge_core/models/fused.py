@@ -92,6 +92,19 @@ def delta_gates(a: torch.Tensor, b: torch.Tensor, a_log: torch.Tensor,
 ELEMENTWISE = (rms_norm, add_rms_norm, gated_rms_norm, silu_mul, sigmoid_gate, norm_rotary, delta_gates)
 
 
+def _compile_options() -> dict | None:
+    """Keep every bf16 rounding of the eager function (these ops round where transformers rounds). By
+    default Inductor drops a downcast-upcast pair between fused ops: measured on the CPU in bf16 at the
+    4B head shapes, 24% of sigmoid_gate's and 7% of norm_rotary's outputs then differed from eager (up
+    to 0.031); with `emulate_precision_casts`, none. Per compiled function, so user code is untouched."""
+    import torch._inductor.config as inductor_config
+
+    return {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
+
+
+_COMPILE_OPTIONS = _compile_options()
+
+
 class compiled_or_eager:
     """`torch.compile(fn, dynamic=True)`, falling back to eager (warned once) if compiling fails."""
 
@@ -107,7 +120,7 @@ class compiled_or_eager:
             return self.fn(*args)
         try:
             if self.compiled is None:
-                self.compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
+                self.compiled = torch.compile(self.fn, dynamic=True, fullgraph=True, options=_COMPILE_OPTIONS)
             return self.compiled(*args)
         except torch.OutOfMemoryError:
             raise  # the runner splits the batch

@@ -82,7 +82,7 @@ def _triton_kernel():
     import triton
     import triton.language as tl
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["T"])   # T changes per batch: no re-JIT when T % 16 != 0 (triton_kernels.py)
     def conv_kernel(x_ptr, w_ptr, pos_ptr, out_ptr, T, C, stride_x, stride_out,
                     K: tl.constexpr, SILU: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
         rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)

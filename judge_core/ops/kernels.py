@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import torch
+
+log = logging.getLogger(__name__)
 
 GATED_DELTA_IMPLS = ("fla", "torch")
 ATTENTION_IMPLS = ("flash_attn", "varlen", "sdpa", "masked", "naive")
@@ -47,12 +50,23 @@ def triton_available() -> bool:
     return True
 
 
+def _broken(package: str, error: BaseException, consequence: str) -> None:
+    """An optional kernel package that is installed but does not import: say so once (it is cached)."""
+    log.warning("%s is installed but does not import (%s: %s): %s", package, type(error).__name__, error,
+                consequence)
+
+
 @functools.cache
 def fla_available() -> bool:
     """flash-linear-attention importable (never imported on the CPU: transformers would pick it up)."""
     try:
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule  # noqa: F401
-    except Exception:  # ImportError, or a broken install: the torch path is correct
+    except ImportError as e:
+        if getattr(e, "name", None) not in ("fla", "fla.ops", "fla.ops.gated_delta_rule"):
+            _broken("flash-linear-attention", e, "Gated DeltaNet runs the chunked torch path (slower)")
+        return False
+    except Exception as e:  # a broken install (e.g. a Triton ABI mismatch): the torch path is correct
+        _broken("flash-linear-attention", e, "Gated DeltaNet runs the chunked torch path (slower)")
         return False
     return True
 
@@ -61,7 +75,12 @@ def fla_available() -> bool:
 def flash_attn_available() -> bool:
     try:
         from flash_attn import flash_attn_varlen_func  # noqa: F401
-    except Exception:
+    except ImportError as e:
+        if getattr(e, "name", None) != "flash_attn":
+            _broken("flash-attn", e, "attention uses torch's kernels")
+        return False
+    except Exception as e:
+        _broken("flash-attn", e, "attention uses torch's kernels")
         return False
     return True
 
@@ -80,8 +99,14 @@ def torch_varlen_works(device: str, dtype: torch.dtype) -> bool:
         k, v = (torch.randn(5, 1, 256, device=device, dtype=dtype, generator=gen) for _ in range(2))
         got = varlen_attention_torch(q, k, v, torch.tensor([0, 2, 5], device=device), 3, 256 ** -0.5)
         want = varlen_attention_naive(q, k, v, [0, 2, 5], 256 ** -0.5)
-        return bool((got.float() - want.float()).abs().max() < 3e-2)
-    except Exception:
+        err = (got.float() - want.float()).abs().max().item()
+        if err >= 3e-2:
+            log.warning("torch varlen attention on %s %s disagrees with the explicit softmax (max |d| %.3g): "
+                        "attention runs per prompt", device, dtype, err)
+        return err < 3e-2
+    except Exception as e:  # no varlen kernels in this torch build for this GPU / dtype
+        log.info("torch varlen attention unavailable on %s %s (%s: %s): attention runs per prompt",
+                 device, dtype, type(e).__name__, e)
         return False
 
 

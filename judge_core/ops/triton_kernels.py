@@ -15,7 +15,10 @@ def add(a, b):
     return a + b
 
 
-@triton.jit
+# The token count T (and R = heads x T) changes with every batch. Triton specializes int arguments on
+# `% 16 == 0` and `== 1`, so a plain int T compiles a second binary at the first batch whose T is not a
+# multiple of 16 -- after warm-up, whose packs all are. fla does the same (do_not_specialize=['T']).
+@triton.jit(do_not_specialize=["T"])
 def qk_l2norm_kernel(x_ptr, out_ptr, T, stride_x, eps, HEADS2: tl.constexpr, D: tl.constexpr,
                      BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
     # program (i, h): rows i*BLOCK_T.., head h of the 2 Hk heads (q heads, then k heads), which are
@@ -46,7 +49,7 @@ def silu_mul_kernel(gate_ptr, up_ptr, out_ptr, I, stride_gate, stride_up, stride
     tl.store(out_ptr + row * stride_out + cols, (s * u).to(dtype), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def gated_rms_norm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, R, H, sx_t, sx_h, sz_t, sz_h, eps,
                           D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr):
     # row r = (token t, head h); out is [T, H, D] contiguous = [T, H * D]
