@@ -73,7 +73,9 @@ def lines_of(out):
 
 def test_second_run_is_refused_and_ctrl_c_ends_cleanly(input_file, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
-    first = start_slow(input_file, out, 0.3)
+    # 1 s per pair (40 s in all): the first run must outlive the two refused runs and the SIGINT even on a
+    # loaded machine (at 0.3 s per pair it finished first once, under a concurrent 4B bench).
+    first = start_slow(input_file, out, 1.0)
     try:
         wait_for_rows(first, out, 2)
         # a second run on the same OUTPUT, with or without --resume, is refused and names the first one's PID
