@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import types
 
 import pytest
 import torch
 
+from fla_stand_in import install_fla_stand_in
 from judge_core.models.batch import PackedBatch
 from judge_core.models.weights import load_qwen3_5
 from judge_core.ops import attention, kernels
 from judge_core.ops.attention import varlen_attention, varlen_attention_naive
-from judge_core.ops.gated_delta import gated_delta_naive
 from judge_core.ops.kernels import KernelSet, no_tf32, select_kernels
 
 CANDIDATES = [32, 33]
@@ -89,19 +87,12 @@ def test_model_selects_once(tiny_text_ckpt, monkeypatch):
 
 
 def _fla_stand_in(monkeypatch, seen):
-    """A stand-in fla module answering with the recurrence twin (fla is never installed here)."""
-    def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, cu_seqlens=None, use_qk_l2norm_in_kernel=False, **kw):
-        seen.append(dict(l2=use_qk_l2norm_in_kernel, qnorm=q.float().norm(dim=-1).sub(1).abs().max().item(),
+    """The stand-in fla (tests/fla_stand_in.py), recording whether q/k arrive normalised and the scale."""
+    def record(q, k, v, g, beta, scale, cu_seqlens, l2):
+        seen.append(dict(l2=l2, qnorm=q.float().norm(dim=-1).sub(1).abs().max().item(),
                          knorm=k.float().norm(dim=-1).sub(1).abs().max().item(), scale=scale))
-        out = gated_delta_naive(q[0], k[0], v[0], g[0], beta[0], cu_seqlens, scale=scale,
-                                use_qk_l2norm=use_qk_l2norm_in_kernel)
-        return out[None], None
 
-    module = types.ModuleType("fla.ops.gated_delta_rule")
-    module.chunk_gated_delta_rule = chunk_gated_delta_rule
-    for name in ("fla", "fla.ops"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, "fla.ops.gated_delta_rule", module)
+    install_fla_stand_in(monkeypatch, record)
 
 
 def test_model_fla_path_normalises_qk_itself(tiny_text_ckpt, monkeypatch):

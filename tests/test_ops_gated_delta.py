@@ -94,24 +94,15 @@ def test_bad_shapes_raise():
 def test_fla_glue_with_a_stand_in(monkeypatch):
     """fla is never installed here (DESIGN §3): check our call into it with a stand-in module that
     records what it receives and answers with the twin."""
-    import sys
-    import types
-
+    from fla_stand_in import install_fla_stand_in
     from judge_core.ops.gated_delta import gated_delta_fla
 
     seen = {}
 
-    def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, cu_seqlens=None, use_qk_l2norm_in_kernel=False, **kw):
-        seen.update(q=q.shape, k=k.shape, cu=cu_seqlens.dtype, g=g.dtype, l2=use_qk_l2norm_in_kernel, scale=scale)
-        out = gated_delta_naive(q[0], k[0], v[0], g[0], beta[0], cu_seqlens, scale=scale,
-                                use_qk_l2norm=use_qk_l2norm_in_kernel)
-        return out[None], None
+    def record(q, k, v, g, beta, scale, cu_seqlens, l2):
+        seen.update(q=q.shape, k=k.shape, cu=cu_seqlens.dtype, g=g.dtype, l2=l2, scale=scale)
 
-    module = types.ModuleType("fla.ops.gated_delta_rule")
-    module.chunk_gated_delta_rule = chunk_gated_delta_rule
-    for name in ("fla", "fla.ops"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, "fla.ops.gated_delta_rule", module)
+    install_fla_stand_in(monkeypatch, record)
 
     lengths = [1, 65, 3]
     q, k, v, g, beta, cu = _inputs(lengths)          # 2 key heads serving 4 value heads
