@@ -74,6 +74,77 @@ def test_cpu_and_fp32_calls_take_the_torch_function_half_on_a_gpu_keeps_the_kern
         guarded(x, x, x, cu_seqlens=torch.tensor([0, 1, 2]))
 
 
+def test_installed_transformers_torch_functions_are_reached():
+    """Every kernel name of the installed transformers' Qwen3.5 is guarded with its own torch function.
+
+    transformers 5.25 added a `kernels` hub-layer module around each name; a wrapping the guard cannot see
+    through would leave only the quiet fallback (and fp32 on a GPU on fla's TF32 kernels): fail loudly here.
+    """
+    from transformers.models.qwen3_5 import modeling_qwen3_5 as modeling
+
+    from judge_core.hf_kernels import KERNEL_NAMES, _guard_module
+
+    _guard_module(modeling)
+    present = [n for n in KERNEL_NAMES if callable(getattr(modeling, n, None))]
+    print("guarded:", {n: getattr(getattr(modeling, n), "torch_function", None) for n in present})
+    assert "torch_chunk_gated_delta_rule" in present and "causal_conv1d_fn" in present
+    for name in present:
+        torch_fn = getattr(modeling, name).torch_function
+        assert torch_fn is not None and torch_fn.__module__ == modeling.__name__, name
+        assert not hasattr(torch_fn, "__wrapped__"), name
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_hub_layer_wrapping_is_peeled_and_an_opaque_one_keeps_quiet(monkeypatch):
+    """The `kernels` package's shape (an nn.Module whose forward closes over `func`) and an opaque wrapper."""
+    from judge_core.hf_kernels import HINT_LOGGER
+
+    calls: list[str] = []
+    module, layer = _stand_in_modeling_module(monkeypatch, calls)
+    wrapper = module.torch_chunk_gated_delta_rule
+
+    def hub_layer(func):
+        class Func(torch.nn.Module):
+            def forward(self, *args, **kwargs):
+                return func(*args, **kwargs)
+        return Func()
+
+    module.torch_chunk_gated_delta_rule = hub_layer(wrapper)
+    use_exact_torch_kernels(layer)
+    x = torch.zeros(2)
+    assert torch.equal(module.torch_chunk_gated_delta_rule(x, x, x), x + 1) and calls == ["torch"]
+
+    # Opaque: no way to the torch function. The call goes through transformers' wrapper with its hint logger
+    # held at ERROR (silenced by its source, not by its wording), and at WARNING again afterwards.
+    def opaque(*args, **kwargs):
+        logging.getLogger(HINT_LOGGER).warning("any wording at all")
+        calls.append("opaque")
+        return args[0] * 0 + 7
+
+    module.torch_chunk_gated_delta_rule = opaque
+    opaque.__module__ = "elsewhere"
+    use_exact_torch_kernels(layer)
+    assert module.torch_chunk_gated_delta_rule.torch_function is None
+    # transformers' loggers do not propagate to the root logger (pytest's caplog): listen on the logger itself.
+    hints, records = logging.getLogger(HINT_LOGGER), _Records()
+    hints.addHandler(records)
+    try:
+        assert torch.equal(module.torch_chunk_gated_delta_rule(x, x, x), x + 7)
+        assert calls == ["torch", "opaque"] and records.messages == []
+        hints.warning("outside a guarded call")
+    finally:
+        hints.removeHandler(records)
+    assert records.messages == ["outside a guarded call"]
+
+
 def test_hf_backend_on_cpu_logs_no_kernel_install_hint(tiny_text_ckpt, monkeypatch):
     """Without fla, transformers' fallback logs "install flash-linear-attention": wrong advice on CPU."""
     from judge_core import Judge
@@ -101,6 +172,8 @@ def _fla_function_in(wrapper) -> str | None:
             return f"{fn.__module__}.{fn.__name__}"
         todo.extend(c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if _filled(c))
         todo.append(getattr(fn, "__wrapped__", None))
+        if isinstance(fn, torch.nn.Module):  # transformers 5.25: a `kernels` hub layer closing over the wrapper
+            todo.append(type(fn).forward)
     return None
 
 

@@ -115,3 +115,17 @@ def test_no_autotuning_after_warmup_on_new_shapes(tiny_text_ckpt):
         Autotuner._bench = original
     print(f"autotune benchmarks after warm-up: {len(benchmarks)} ({sorted(set(benchmarks))})")
     assert benchmarks == []
+
+
+def test_cpu_load_creates_no_triton_cache_dir(tiny_text_ckpt, monkeypatch, tmp_path):
+    """Triton never runs on a CPU machine: loading a judge there leaves no (empty) kernel cache dir behind."""
+    from judge_core import Judge
+
+    monkeypatch.setattr(wu, "_configured", None)
+    monkeypatch.setenv("JUDGE_CORE_CACHE", str(tmp_path / "jc"))
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    for backend in ("packed", "hf"):
+        Judge.from_pretrained(tiny_text_ckpt, backend=backend, device="cpu")
+    assert not (tmp_path / "jc" / "triton").exists()
+    assert wu._configured is None  # nothing configured, nothing set in the environment
+    monkeypatch.setattr(wu, "_configured", None)

@@ -57,7 +57,8 @@ def _construct(name: str, path, *, dtype, device, candidate_ids, config, quant):
     from ..checkpoint import quantization_config, read_config
     from ..warmup import configure_kernel_caches
 
-    configure_kernel_caches()  # before any backend imports a Triton kernel: autotune choices persist on disk
+    if torch.device(device).type == "cuda":  # Triton runs only there: no cache dir on a CPU machine
+        configure_kernel_caches()  # before any backend imports a Triton kernel: autotune choices persist on disk
     config = read_config(path) if config is None else config
     quant = quantization_config(path, config) if quant is None else quant
     chosen = choose_backend(name, config, device, quant)
