@@ -21,6 +21,7 @@ from .checkpoint import quantization_config, read_config, resolve, text_config
 from .chunks import prepared_chunks
 from .dtypes import resolve_device, resolve_dtype
 from .plan import plan_batches
+from .prefix import PrefixPolicy, plan_shared_batches
 from .prepare import PreparedPairs, pair_score
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
@@ -38,7 +39,8 @@ class Judge:
     """A pairwise judge over one checkpoint. Build with `Judge.from_pretrained`."""
 
     def __init__(self, backend, tokenizer, *, token_budget: int = 32768, ascii_json: bool = True,
-                 max_context: int | None = None, chat_template_kwargs: dict | None = None):
+                 max_context: int | None = None, chat_template_kwargs: dict | None = None,
+                 share_prefixes: bool = True):
         if check_token_budget(token_budget) == "auto":
             raise ValueError("token_budget='auto' is resolved by Judge.from_pretrained; pass an int here")
         self.backend = backend
@@ -59,6 +61,10 @@ class Judge:
         # Tokenize the next chunk on a host thread while the device runs this one (chunks.py). None: on
         # when the model runs on CUDA; on the CPU the tokenizer's threads would take cores from torch.
         self.prefetch: bool | None = None
+        # Compute each prefix shared by prompts of a batch once (on backends that can: packed). The
+        # policy says when a fork pays (judge_core/prefix.py); both may be changed between runs.
+        self.share_prefixes = bool(share_prefixes)
+        self.prefix_policy = PrefixPolicy()
         self.last_run_stats: dict = {}
 
     @classmethod
@@ -67,7 +73,7 @@ class Judge:
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | None = None,
                         quantization: str | None = None, fp8_compute: str = "auto",
-                        warmup: bool | None = None) -> "Judge":
+                        warmup: bool | None = None, share_prefixes: bool = True) -> "Judge":
         """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
 
         dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
@@ -82,6 +88,8 @@ class Judge:
             on the CPU where torch's CPU build has row-wise fp8 _scaled_mm, as 2.13 does: the GPU's call,
             no faster there than the twin).
         warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
+        share_prefixes: compute each prefix that prompts of a batch share once (default on; the packed
+            backend does it, hf computes every prompt whole). Same numbers within float rounding.
         """
         from transformers import AutoTokenizer
 
@@ -109,7 +117,7 @@ class Judge:
             # Activations are as wide as the compute dtype: fp32 needs twice bf16's memory per token.
             token_budget = auto_token_budget(text_config(config), device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
-                    chat_template_kwargs=template_kwargs)
+                    chat_template_kwargs=template_kwargs, share_prefixes=share_prefixes)
         judge.path = path
         judge.quantization = None if fp8 is None else f"fp8 ({fp8.compute})"
         from .warmup import maybe_warmup
@@ -150,8 +158,8 @@ class Judge:
             raise TypeError("compare_many got three strings: that is one pair; use compare(instruction, r1, r2) "
                             "or compare_many([(instruction, r1, r2)])")
         bar, own_bar = self._progress_bar(progress, len(pairs))
-        totals = {"pairs": len(pairs), "prompts": 0, "real_tokens": 0, "computed_tokens": 0, "batches": 0,
-                  "oom_splits": 0, "seconds": 0.0}
+        totals = {"pairs": len(pairs), "prompts": 0, "real_tokens": 0, "prompt_tokens": 0, "computed_tokens": 0,
+                  "batches": 0, "oom_splits": 0, "seconds": 0.0, "shared_prefixes": self.prefix_sharing() is not None}
         results: list[PairScore] = []
         try:
             for start, prepared in prepared_chunks(self, pairs, prefetch=self._prefetching()):
@@ -181,7 +189,7 @@ class Judge:
                 report(i, score)
 
         lengths = [len(s) for s in prepared.sequences]
-        batches = plan_batches(lengths, self.token_budget, self.backend.counts_padding)
+        batches, prefixes = self.plan(prepared.sequences)
         waiting = [2] * len(prepared.runnable)  # passes still to come, per runnable pair
         t0 = time.perf_counter()
         done_tokens = 0
@@ -199,13 +207,28 @@ class Judge:
             if bar is not None:
                 bar.set_postfix(tok_s=f"{done_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
 
-        _, _, stats = run_batches(self.backend, prepared.sequences, batches, on_batch)
+        _, _, stats = run_batches(self.backend, prepared.sequences, batches, on_batch, prefixes=prefixes)
 
         totals["prompts"] += len(prepared.sequences)
         totals["real_tokens"] += sum(lengths)
+        totals["prompt_tokens"] += sum(lengths)
         for key in ("computed_tokens", "batches", "oom_splits", "seconds"):
             totals[key] += stats[key]
         return results  # type: ignore[return-value]
+
+    def prefix_sharing(self) -> PrefixPolicy | None:
+        """The prefix policy runs use: None when sharing is off or the backend cannot share."""
+        if self.share_prefixes and getattr(self.backend, "shares_prefixes", False):
+            return self.prefix_policy
+        return None
+
+    def plan(self, sequences) -> tuple[list[list[int]], PrefixPolicy | None]:
+        """(batches of sequence indices under the token budget, the prefix policy to run them with):
+        prompts sharing a prefix planned together, the prefix counted once, when sharing is on."""
+        prefixes = self.prefix_sharing()
+        if prefixes is not None:
+            return plan_shared_batches(sequences, self.token_budget, prefixes), prefixes
+        return plan_batches([len(s) for s in sequences], self.token_budget, self.backend.counts_padding), None
 
     @staticmethod
     def _progress_bar(progress, total: int):

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import torch
 
 from .plan import batch_cost
+from .prefix import PrefixPolicy, forked_tokens
 
 
 def is_oom(error: BaseException) -> bool:
@@ -87,24 +88,35 @@ class PendingLogits:
 
 def run_batches(backend, sequences: Sequence[Sequence[int]], batches: Sequence[Sequence[int]],
                 on_batch: Callable[[list[int], torch.Tensor, dict], None] | None = None, *,
-                overlap: bool | None = None):
+                overlap: bool | None = None, prefixes: PrefixPolicy | None = None):
     """Run every planned batch; returns (logits [N, C] float32 with NaN rows for failures, errors dict, stats).
 
     errors maps a sequence index to a message; `on_batch(indices, logits, errors)` is called once per
     planned batch, in plan order, when all its rows are done, with the logits and errors of every
     sequence so far (the rows of `indices` are final). overlap: None = use `candidate_logits_async` when the
     backend has it; False = always sequential (the reference for the overlapped path).
+    prefixes: compute each shared prefix once inside a batch (a backend with `shares_prefixes`); the
+    stats' computed_tokens then count each prefix once. A piece split off after an out-of-memory error
+    shares what its own prompts share.
     """
+    if prefixes is not None and not getattr(backend, "shares_prefixes", False):
+        raise ValueError(f"prefix sharing needs a backend that shares prefixes; {backend.name!r} does not")
     submit = getattr(backend, "candidate_logits_async", None) if overlap is not False else None
     if overlap and submit is None:
         raise ValueError(f"overlap=True needs a backend with candidate_logits_async; {type(backend).__name__} has none")
     if submit is None:
-        submit = lambda batch: ReadyLogits(backend.candidate_logits(batch))  # noqa: E731
+        submit = backend.candidate_logits
+        if prefixes is None:
+            submit = lambda batch, run=submit: ReadyLogits(run(batch))  # noqa: E731
+        else:
+            submit = lambda batch, run=submit: ReadyLogits(run(batch, prefixes=prefixes))  # noqa: E731
+    elif prefixes is not None:
+        submit = lambda batch, run=submit: run(batch, prefixes=prefixes)  # noqa: E731
 
     n = len(sequences)
     out: torch.Tensor | None = None
     errors: dict[int, str] = {}
-    stats = {"batches": 0, "oom_splits": 0, "computed_tokens": 0, "seconds": 0.0}
+    stats = {"batches": 0, "oom_splits": 0, "prompt_tokens": 0, "computed_tokens": 0, "seconds": 0.0}
     t0 = time.perf_counter()
     planned = [list(b) for b in batches]
     pieces_left = [1] * len(planned)      # unfinished pieces of each planned batch (splits add pieces)
@@ -117,7 +129,11 @@ def run_batches(backend, sequences: Sequence[Sequence[int]], batches: Sequence[S
             out = torch.full((n, logits.shape[1]), float("nan"))
         out[torch.as_tensor(indices)] = logits.float()
         stats["batches"] += 1
-        stats["computed_tokens"] += batch_cost([len(sequences[i]) for i in indices], backend.counts_padding)
+        stats["prompt_tokens"] += sum(len(sequences[i]) for i in indices)
+        if prefixes is not None:
+            stats["computed_tokens"] += forked_tokens([sequences[i] for i in indices], prefixes)
+        else:
+            stats["computed_tokens"] += batch_cost([len(sequences[i]) for i in indices], backend.counts_padding)
 
     def split(b: int, indices: list[int]) -> None:
         """An out-of-memory piece: retry its halves next, or record an error for a single prompt."""

@@ -94,7 +94,7 @@ def test_judge_packed_matches_reference(tiny_ckpt_factory, layout, budget):
           f"padding efficiency {stats['real_tokens'] / stats['computed_tokens']:.3f}")
     assert all(s.ok for s in got)
     assert d_p1 <= TOL_PP
-    assert stats["real_tokens"] == stats["computed_tokens"]
+    assert stats["computed_tokens"] <= stats["real_tokens"]   # no padding; shared prefixes computed once
     assert max(abs(s.pass1[0] - 50) for s in want) > 1.0
 
 

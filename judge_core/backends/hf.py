@@ -4,6 +4,9 @@ Right padding with no attention mask is exact for causal models: no real token e
 padding to its right (DESIGN §3). The base model's output is already final-normed; we gather each
 row's last real position and multiply by the candidate rows of the output embedding only, so the
 [tokens x 248k] logits tensor is never built.
+
+No prefix sharing (`shares_prefixes = False`): every prompt is computed whole, shared prefix or not;
+`Judge(share_prefixes=True)` over this backend plans and runs exactly as with sharing off.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..loader import load_hf_model
 class HFBackend:
     name = "hf"
     counts_padding = True
+    shares_prefixes = False
 
     def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
         self.device = torch.device(device)

@@ -3,7 +3,8 @@
 A batch of token lists becomes one [T] row of tokens plus cu_seqlens (judge_core/models/batch.py,
 one host-to-device copy); every layer resets its state at each prompt start (Gated DeltaNet's
 recurrent state and conv window, attention's causal block); the last row of each prompt is
-final-normed and multiplied by the candidate tokens' head rows only.
+final-normed and multiplied by the candidate tokens' head rows only. With `prefixes`, prompts that
+share a prefix (token ids) compute it once: every suffix continues from the prefix's state.
 
 When `auto` picks it (`supports`): every Qwen3.5 config (model_type qwen3_5 / qwen3_5_text) this
 forward implements, on any device.
@@ -25,6 +26,7 @@ from ..dtypes import check_dtype
 from ..models.batch import PackedBatch
 from ..models.qwen3_5 import MODEL_TYPES, Qwen3_5Args
 from ..models.weights import load_qwen3_5
+from ..prefix import PrefixPolicy
 
 PACKED_QUANT_METHODS = ("gptq", "fp8")  # what models/weights.py reads besides float weights
 
@@ -54,6 +56,7 @@ def supports(config: dict, device: torch.device | str | None = None, quant: dict
 class PackedBackend:
     name = "packed"
     counts_padding = False
+    shares_prefixes = True   # `prefixes=PrefixPolicy(...)`: each shared prefix of a batch computed once
 
     def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
         self.device = torch.device(device)
@@ -77,13 +80,16 @@ class PackedBackend:
         self.max_context = self.model.args.max_position_embeddings
         return self
 
-    def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
+    def candidate_logits(self, batch: Sequence[Sequence[int]], prefixes: PrefixPolicy | None = None) -> torch.Tensor:
         """float32 [len(batch), n_candidates] on the CPU, rows in batch order."""
-        return self.candidate_logits_async(batch).result()
+        return self.candidate_logits_async(batch, prefixes=prefixes).result()
 
     @torch.inference_mode()
-    def candidate_logits_async(self, batch: Sequence[Sequence[int]]):
+    def candidate_logits_async(self, batch: Sequence[Sequence[int]], prefixes: PrefixPolicy | None = None):
         """Pack, copy and launch the batch; returns a handle whose `.result()` waits for its logits.
+
+        prefixes: lay shared prefixes out once (judge_core/prefix.py): every prompt continues its
+        prefix's Gated DeltaNet state, conv window and attention keys instead of recomputing them.
 
         On CUDA this returns once the kernels are queued (the runner packs the next batch meanwhile);
         on the CPU the forward has already run and `.result()` returns at once.
@@ -94,5 +100,5 @@ class PackedBackend:
         if longest > self.max_context:
             raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.max_context}")
         with device_scope(self.device):
-            packed = PackedBatch.from_token_lists(batch, self.device)
+            packed = PackedBatch.from_token_lists(batch, self.device, prefixes=prefixes)
             return PendingLogits(self.model(packed))

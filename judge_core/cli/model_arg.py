@@ -26,6 +26,9 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="none | fp8 (default none: the checkpoint as stored, an FP8 checkpoint runs in fp8). "
                              "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
                              "CPU it runs the exact, slow twin")
+    parser.add_argument("--no-share-prefixes", action="store_true",
+                        help="compute every prompt whole (default: a prefix shared by prompts of a batch, on "
+                             "token ids, is computed once on the packed backend)")
     parser.add_argument("--fp8-compute", default="auto",
                         help="auto | twin | scaled_mm: how fp8 layers compute (default auto: scaled_mm on CUDA, "
                              "twin on the CPU; scaled_mm on the CPU where torch has it, e.g. 2.13)")
@@ -107,7 +110,8 @@ def judge_from_args(args, **overrides):
                                      backend=args.backend, token_budget=parse_budget(args.token_budget),
                                      ascii_json=not args.unicode_json, max_context=args.max_context,
                                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
-                                     quantization=args.quantization, fp8_compute=args.fp8_compute, **overrides)
+                                     quantization=args.quantization, fp8_compute=args.fp8_compute,
+                                     share_prefixes=not getattr(args, "no_share_prefixes", False), **overrides)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
     print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "

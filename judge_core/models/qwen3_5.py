@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from ..ops.kernels import KernelSet, select_kernels
+from ..ops.prefix_attention import prefix_attention
+from ..ops.prefix_conv import conv1d_with_context
 from .batch import PackedBatch
 from .linear import FusedLinear
 
@@ -173,7 +175,11 @@ class GatedAttention(nn.Module):
         k = kernels.ew.norm_rotary(k.reshape(tokens, self.num_kv_heads, self.head_dim), self.k_norm.weight, cos, sin,
                                    self.k_norm.eps)
         v = v.reshape(tokens, self.num_kv_heads, self.head_dim)
-        out = kernels.attention_op(q, k, v, batch, self.scale)
+        if batch.forks is None:
+            out = kernels.attention_op(q, k, v, batch, self.scale)
+        else:  # shared prefixes: each segment's queries over its ancestors' keys and its own
+            out = prefix_attention(q, k, v, batch.forks, batch.bounds, batch.cu_seqlens, batch.max_seqlen, self.scale,
+                                   impl=kernels.attention)
         out = kernels.ew.sigmoid_gate(out, gate)
         return self.o_proj(out.reshape(tokens, self.num_heads * self.head_dim))
 
@@ -201,13 +207,32 @@ class GatedDeltaNet(nn.Module):
         """x [T, hidden] -> [T, hidden]."""
         tokens = x.shape[0]
         qkv, z, b, a = self.in_proj(x)
-        positions = batch.cached("positions_int32", lambda: batch.positions.to(torch.int32))
-        qkv = kernels.conv1d(qkv, self.conv_weight, positions)
+        if batch.forks is None:
+            positions = batch.cached("positions_int32", lambda: batch.positions.to(torch.int32))
+            qkv = kernels.conv1d(qkv, self.conv_weight, positions)
+        else:
+            qkv = conv1d_with_context(kernels.conv1d, qkv, self.conv_weight, batch.forks)
         v = qkv[:, 2 * self.key_dim:].reshape(tokens, self.num_v_heads, self.head_v_dim)
         g, beta = kernels.ew.delta_gates(a, b, self.A_log, self.dt_bias)
-        out = kernels.gated_delta_op(qkv, self.key_dim, self.head_k_dim, v, g, beta, batch)
+        if batch.forks is None:
+            out = kernels.gated_delta_op(qkv, self.key_dim, self.head_k_dim, v, g, beta, batch)
+        else:
+            out = self._forked_delta(qkv, v, g, beta, batch.forks, kernels)
         out = self.norm(out, z.reshape(tokens, self.num_v_heads, self.head_v_dim), kernels)
         return self.out_proj(out)
+
+    def _forked_delta(self, qkv, v, g, beta, forks, kernels: KernelSet) -> torch.Tensor:
+        """The gated delta rule level by level: a level's segments start from their parents' final states."""
+        outs, states = [], None
+        for level in forks.levels:
+            rows = slice(level.row_start, level.row_end)
+            initial = None if level.parent is None else states[level.parent]
+            out = kernels.gated_delta_op(qkv[rows], self.key_dim, self.head_k_dim, v[rows], g[rows], beta[rows],
+                                         level, initial_state=initial, output_final_state=level.has_children)
+            if level.has_children:
+                out, states = out
+            outs.append(out)
+        return torch.cat(outs)
 
 
 class MLP(nn.Module):

@@ -56,25 +56,34 @@ def _prepare(q, k, v, g, beta, scale, use_qk_l2norm):
 
 def gated_delta_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                       cu_seqlens: torch.Tensor, *, scale: float | None = None,
-                      use_qk_l2norm: bool = True) -> torch.Tensor:
-    """Reference twin: the recurrence, one token at a time, each prompt from a zero state.
+                      use_qk_l2norm: bool = True, initial_state: torch.Tensor | None = None,
+                      output_final_state: bool = False):
+    """Reference twin: the recurrence, one token at a time, each prompt from a zero state (or from
+    initial_state[i]: a shared prefix's final state).
 
-    q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g (log decay, <= 0), beta: [T, Hv]; cu_seqlens: int [N + 1].
-    returns o [T, Hv, Dv] in v's dtype.
+    q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g (log decay, <= 0), beta: [T, Hv]; cu_seqlens: int [N + 1];
+    initial_state: float32 [N, Hv, Dk, Dv] or None. returns o [T, Hv, Dv] in v's dtype, and with
+    output_final_state the float32 states after each prompt's last row, (o, [N, Hv, Dk, Dv]).
     """
     out_dtype = v.dtype
     q, k, v, g, beta = _prepare(q, k, v, g, beta, scale, use_qk_l2norm)
     heads_v, dim_k, dim_v = v.shape[1], q.shape[2], v.shape[2]
     out = torch.zeros_like(v)
     bounds = cu_seqlens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    finals = []
+    for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         state = torch.zeros(heads_v, dim_k, dim_v, dtype=torch.float32, device=v.device)
+        if initial_state is not None:
+            state = initial_state[n].float().clone()
         for t in range(start, end):
             state = state * g[t].exp()[:, None, None]
             predicted = torch.einsum("hkv,hk->hv", state, k[t])
             delta = (v[t] - predicted) * beta[t][:, None]
             state = state + k[t][:, :, None] * delta[:, None, :]
             out[t] = torch.einsum("hkv,hk->hv", state, q[t])
+        finals.append(state)
+    if output_final_state:
+        return out.to(out_dtype), torch.stack(finals)
     return out.to(out_dtype)
 
 
@@ -112,10 +121,11 @@ class ChunkLayout:
 
 def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                         cu_seqlens: torch.Tensor, *, scale: float | None = None, use_qk_l2norm: bool = True,
-                        chunk_size: int = 64, layout: ChunkLayout | None = None) -> torch.Tensor:
+                        chunk_size: int = 64, layout: ChunkLayout | None = None,
+                        initial_state: torch.Tensor | None = None, output_final_state: bool = False):
     """Chunked gated delta rule over all prompts of a pack at once (float32 inside).
 
-    Shapes as `gated_delta_naive`. `layout` (from `ChunkLayout.build`) may be passed in so that the
+    Shapes, initial_state and output_final_state as `gated_delta_naive`. `layout` (from `ChunkLayout.build`) may be passed in so that the
     24 linear-attention layers of one batch share it.
     """
     out_dtype = v.dtype
@@ -162,7 +172,8 @@ def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     k_decayed_t = k_decayed.transpose(-1, -2)
     chunk_decay = gather(chunk_decay)                                  # [S, N*H, 1, 1]
     out_steps = torch.empty_like(u)
-    state = v.new_zeros((rows, dim_k, dim_v))
+    state = v.new_zeros((rows, dim_k, dim_v)) if initial_state is None else \
+        initial_state.float().reshape(rows, dim_k, dim_v).clone()
     # Fused multiply-adds (baddbmm) keep the per-step launch count low: this loop is sequential.
     for step in range(num_steps):
         v_new = torch.baddbmm(u[step], w[step], state, alpha=-1.0)    # u - w S
@@ -173,11 +184,15 @@ def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     out = torch.zeros_like(v)
     out[steps] = out_steps        # the all-zero chunk's slot receives several writes: it is discarded
     out = out.transpose(1, 2).reshape((nc + 1) * size, heads, dim_v)[layout.row_slot]
+    if output_final_state:   # a prompt past its last chunk stepped through zero chunks: state unchanged
+        return out.to(out_dtype), state.reshape(num_prompts, heads, dim_k, dim_v)
     return out.to(out_dtype)
 
 
-def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=True):
-    """flash-linear-attention's chunked kernel over cu_seqlens. Shapes as `gated_delta_naive`."""
+def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=True, initial_state=None,
+                    output_final_state=False):
+    """flash-linear-attention's chunked kernel over cu_seqlens. Shapes as `gated_delta_naive` (fla takes
+    per-sequence initial states [N, H, K, V] with cu_seqlens)."""
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 
     heads_k, heads_v = q.shape[1], v.shape[1]
@@ -185,26 +200,33 @@ def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=T
         q = q.repeat_interleave(heads_v // heads_k, dim=1)
         k = k.repeat_interleave(heads_v // heads_k, dim=1)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    out, _ = chunk_gated_delta_rule(q[None], k[None], v[None], g=g[None].float(), beta=beta[None], scale=scale,
-                                    cu_seqlens=cu_seqlens.long(), use_qk_l2norm_in_kernel=use_qk_l2norm)
-    return out[0]
+    if initial_state is not None:
+        initial_state = initial_state.float()
+    out, final = chunk_gated_delta_rule(q[None], k[None], v[None], g=g[None].float(), beta=beta[None], scale=scale,
+                                        initial_state=initial_state, output_final_state=output_final_state,
+                                        cu_seqlens=cu_seqlens.long(), use_qk_l2norm_in_kernel=use_qk_l2norm)
+    return (out[0], final) if output_final_state else out[0]
 
 
 def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                      cu_seqlens: torch.Tensor, *, scale: float | None = None, use_qk_l2norm: bool = True,
-                     layout: ChunkLayout | None = None, impl: str | None = None) -> torch.Tensor:
+                     layout: ChunkLayout | None = None, impl: str | None = None,
+                     initial_state: torch.Tensor | None = None, output_final_state: bool = False):
     """The gated delta rule over packed prompts: fla on CUDA when installed, else our chunked torch.
 
-    q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g, beta: [T, Hv]; cu_seqlens: int [N + 1] on q's device.
-    returns [T, Hv, Dv] in v's dtype.
+    q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g, beta: [T, Hv]; cu_seqlens: int [N + 1] on q's device;
+    initial_state: float32 [N, Hv, Dk, Dv] or None (zero). returns [T, Hv, Dv] in v's dtype, or with
+    output_final_state (o, float32 final states [N, Hv, Dk, Dv]).
     """
     if impl is None:
         from .kernels import select_kernels
 
         impl = select_kernels(q.device, q.dtype).gated_delta
     if impl == "fla":
-        return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm)
+        return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
+                               initial_state=initial_state, output_final_state=output_final_state)
     if impl == "torch":
         return gated_delta_chunked(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
-                                   layout=layout)
+                                   layout=layout, initial_state=initial_state,
+                                   output_final_state=output_final_state)
     raise ValueError(f"unknown gated delta implementation {impl!r}: expected one of {GATED_DELTA_IMPLS}")

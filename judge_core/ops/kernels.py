@@ -165,18 +165,22 @@ class KernelSet:
 
         return varlen_attention(q, k, v, batch.cu_seqlens, batch.bounds, batch.max_seqlen, scale, impl=self.attention)
 
-    def gated_delta_op(self, qkv, key_dim: int, head_k_dim: int, v, g, beta, batch):
-        """The gated delta rule from the conv output qkv [T, 2 key_dim + value_dim]; v [T, Hv, Dv]."""
+    def gated_delta_op(self, qkv, key_dim: int, head_k_dim: int, v, g, beta, batch, initial_state=None,
+                       output_final_state: bool = False):
+        """The gated delta rule from the conv output qkv [T, 2 key_dim + value_dim]; v [T, Hv, Dv].
+        initial_state / output_final_state: as `gated_delta_rule` (a forked batch's suffix levels)."""
         from .gated_delta import ChunkLayout, gated_delta_rule
         from .qk_norm import qk_l2norm, qk_split
 
         if self.gated_delta == "fla":
             # q/k normalised by our op, so fla's l2norm (which re-tunes per token count) never runs.
             q, k = qk_l2norm(qkv, key_dim, head_k_dim, impl=self.qk_norm)
-            return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, use_qk_l2norm=False, impl="fla")
+            return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, use_qk_l2norm=False, impl="fla",
+                                    initial_state=initial_state, output_final_state=output_final_state)
         q, k = qk_split(qkv, key_dim, head_k_dim)
         layout = batch.cached("chunk_layout_64", lambda: ChunkLayout.build(batch.bounds, 64, qkv.device))
-        return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch")
+        return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch",
+                                initial_state=initial_state, output_final_state=output_final_state)
 
 
 def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[str, str] | None = None) -> KernelSet:
