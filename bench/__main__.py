@@ -9,6 +9,8 @@ Examples:
   # fp8 drift on your own pairs before trusting fp8 (GPU: bf16 vs fp8; CPU: the exact, slow twin)
   python -m bench --model /path/to/ckpt --pairs-jsonl my_pairs.jsonl --systems judge_core --backends packed \
       --dtypes bf16 --compare-quantization fp8
+  # shared prefixes: scenario rows (card pairs, GRPO anchor, round-robin, a tournament round), shared vs unshared
+  python -m bench --prefix-scenarios --help
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--prefix-scenarios"]:  # shared vs unshared prefixes, scenario rows (bench/prefix_scenarios.py)
+        from .prefix_scenarios import main as prefix_main
+
+        return prefix_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .report import markdown_table, write_all
     from .suite import BenchConfig, run_bench

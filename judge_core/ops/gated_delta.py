@@ -116,7 +116,11 @@ class ChunkLayout:
         steps = torch.arange(max_chunks)
         table = torch.tensor(first_chunk)[:, None] + steps[None, :]
         table = torch.where(steps[None, :] < torch.tensor(chunks)[:, None], table, num_chunks)
-        return cls(chunk_size, num_chunks, max_chunks, row_slot.to(device), table.to(device))
+        device = torch.device(device)
+        if device.type == "cuda":  # pinned + non-blocking: a pageable copy would wait for the queued work
+            row_slot, table = row_slot.pin_memory(), table.pin_memory()
+        return cls(chunk_size, num_chunks, max_chunks, row_slot.to(device, non_blocking=True),
+                   table.to(device, non_blocking=True))
 
 
 def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,

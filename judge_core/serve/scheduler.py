@@ -4,8 +4,8 @@ Request handlers tokenize on their own threads and `submit` token id lists; the 
 prompts first-in first-out until the next one would overflow the token budget, padding counted
 where the backend pads (so a request's
 prompts may span batches, and one batch mixes many requests), plans that window as the offline path
-does (`plan_batches`: longest first, padding counted where the backend pads) and runs it through
-`run_batches` (which halves a batch on out-of-memory). Packed prompts do not depend on their batch
+does (`Judge.plan`: longest first, padding counted where the backend pads, shared prefixes computed
+once on the packed backend) and runs it through `run_batches` (which halves a batch on out-of-memory). Packed prompts do not depend on their batch
 mates, so a pair gets the same numbers here as in `Judge.compare_many`.
 
 A cancelled job (client gone, timeout) leaves the queue at once: its prompts cost no model work.
@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..plan import plan_batches
+from ..prefix import forked_tokens
 from ..runner import run_batches
 
 
@@ -187,7 +187,8 @@ class Scheduler:
         backend = self.judge.backend
         sequences = [job.sequences[k] for job, k in window]
         lengths = [len(s) for s in sequences]
-        batches = plan_batches(lengths, self.judge.token_budget, backend.counts_padding)
+        # The judge's plan: with prefix sharing (packed), prompts sharing a prefix run together, computed once.
+        batches, prefixes = self.judge.plan(sequences)
         last = time.perf_counter()
 
         def on_batch(batch: list[int], _logits, _errors) -> None:  # metrics only; results are read at the end
@@ -196,11 +197,13 @@ class Scheduler:
             if self.metrics is not None:
                 real = sum(lengths[j] for j in batch)
                 computed = len(batch) * max(lengths[j] for j in batch) if backend.counts_padding else real
+                if prefixes is not None:
+                    computed = forked_tokens([sequences[j] for j in batch], prefixes)
                 self.metrics.batch(real, computed, len(batch), now - last, self.judge.token_budget)
             last = now
 
         try:
-            logits, errors, _ = run_batches(backend, sequences, batches, on_batch)
+            logits, errors, _ = run_batches(backend, sequences, batches, on_batch, prefixes=prefixes)
             rows = logits.tolist()
         except Exception as e:  # noqa: BLE001 - a bug in one batch fails its prompts, not the server
             rows = None
