@@ -144,24 +144,55 @@ class PackedBatch:
                    forks=build_views(views[4:]) if forked else None)
 
 
+def _ranges(starts: list[int], lengths: list[int]) -> np.ndarray:
+    """The concatenation of range(start, start + length) for each pair, in one vectorized step."""
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    offsets = np.cumsum(lengths_arr) - lengths_arr
+    return np.arange(int(lengths_arr.sum()), dtype=np.int64) + np.repeat(np.asarray(starts, np.int64) - offsets,
+                                                                          lengths_arr)
+
+
 def _fork_metadata(segments, row_order, slot, bounds, positions):
     """Host arrays for the forked mixers, and a function turning their device views into `Forks`."""
     num = len(row_order)
     level_of = [segments[s].level for s in row_order]
     parent_slot = [None if segments[s].parent is None else slot[segments[s].parent] for s in row_order]
-    own = [np.arange(bounds[r], bounds[r + 1]) for r in range(num)]
-    # Each segment's ancestor rows, root first (built in row order: a parent precedes its children).
-    ancestors: list[np.ndarray] = []
+    edges = bounds.tolist()
+    # Each segment's ancestors as row ranges, root first (a parent precedes its children in row order).
+    chains: list[list[tuple[int, int]]] = []
     for r in range(num):
         p = parent_slot[r]
-        ancestors.append(np.empty(0, np.int64) if p is None else np.concatenate([ancestors[p], own[p]]))
-    conv_rows = [np.concatenate([ancestors[r][-CONV_CONTEXT:], own[r]]) for r in range(num)]
-    conv_lengths = np.array([len(c) for c in conv_rows])
-    context = conv_lengths - (bounds[1:] - bounds[:-1])
-    conv_start = np.concatenate([[0], np.cumsum(conv_lengths)[:-1]])
-    conv_keep = np.concatenate([conv_start[r] + context[r] + np.arange(bounds[r + 1] - bounds[r]) for r in range(num)])
-    key_rows = [np.concatenate([ancestors[r], own[r]]) for r in range(num)]
-    key_bounds = np.concatenate([[0], np.cumsum([len(k) for k in key_rows])])
+        chains.append([] if p is None else chains[p] + [(edges[p], edges[p + 1] - edges[p])])
+    key_starts, key_lengths, conv_starts, conv_lengths, keep_starts, keep_lengths = [], [], [], [], [], []
+    conv_at = 0
+    for r in range(num):
+        own = (edges[r], edges[r + 1] - edges[r])
+        for start, length in chains[r] + [own]:
+            key_starts.append(start)
+            key_lengths.append(length)
+        # the chain's last CONV_CONTEXT rows, walking back over as many ancestors as that takes
+        context, need = [], CONV_CONTEXT
+        for start, length in reversed(chains[r]):
+            take = min(need, length)
+            context.append((start + length - take, take))
+            need -= take
+            if need == 0:
+                break
+        taken = CONV_CONTEXT - need
+        for start, length in reversed(context):
+            conv_starts.append(start)
+            conv_lengths.append(length)
+        conv_starts.append(own[0])
+        conv_lengths.append(own[1])
+        keep_starts.append(conv_at + taken)
+        keep_lengths.append(own[1])
+        conv_at += taken + own[1]
+    conv_all = _ranges(conv_starts, conv_lengths)
+    conv_keep = _ranges(keep_starts, keep_lengths)
+    key_all = _ranges(key_starts, key_lengths)
+    segment_keys = [sum(length for _, length in chains[r]) + edges[r + 1] - edges[r] for r in range(num)]
+    key_bounds = np.zeros(num + 1, dtype=np.int64)
+    np.cumsum(segment_keys, out=key_bounds[1:])
 
     levels = []
     has_children = set(p for p in parent_slot if p is not None)
@@ -173,8 +204,7 @@ def _fork_metadata(segments, row_order, slot, bounds, positions):
         levels.append({"first": lo, "row_start": int(bounds[lo]), "row_end": int(bounds[hi]),
                        "bounds": level_bounds, "parent": parents,
                        "has_children": any(r in has_children for r in members)})
-    conv_all = np.concatenate(conv_rows)
-    parts = [conv_all, positions[conv_all], conv_keep, np.concatenate(key_rows), key_bounds]
+    parts = [conv_all, positions[conv_all], conv_keep, key_all, key_bounds]
     for lv in levels:
         parts.append(lv["bounds"])
         if lv["parent"] is not None:
@@ -192,7 +222,6 @@ def _fork_metadata(segments, row_order, slot, bounds, positions):
                 k += 1
             out.append(ForkLevel(lv["row_start"], lv["row_end"], lv["bounds"].tolist(), cu, parent,
                                  lv["has_children"]))
-        return Forks(out, CONV_CONTEXT, conv_r, conv_p, keep, keys, cu_keys, key_bounds.tolist(),
-                     int(np.diff(key_bounds).max()))
+        return Forks(out, CONV_CONTEXT, conv_r, conv_p, keep, keys, cu_keys, key_bounds.tolist(), max(segment_keys))
 
     return parts, build
