@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,13 @@ def test_cli_flag_turns_sharing_off(tiny_text_ckpt):
     off = judge_from_args(parser.parse_args([str(tiny_text_ckpt), "--backend", "packed", "--no-share-prefixes"]),
                           warmup=False)
     assert off.prefix_sharing() is None and not off.share_prefixes and off.backend.shares_prefixes
+
+
+def test_token_ids_are_int32_arrays(judges):
+    """Token ids travel as int32 arrays (4 bytes a token) from the tokenizer to the batch builder."""
+    shared, _ = judges
+    texts = ["A short text.", shared.prompt("i", "a", "b")]
+    ids = shared.tokenize(texts)
+    want = shared.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert all(isinstance(t, np.ndarray) and t.dtype == np.int32 for t in ids)
+    assert [t.tolist() for t in ids] == want

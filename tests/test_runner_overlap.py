@@ -124,3 +124,27 @@ def test_real_backend_overlap_identical_to_sequential(tiny_text_ckpt, name):
     print(f"{name}: {len(batches)} batches, overlapped vs sequential max |d logits| = {err:.2e}")
     assert torch.equal(seq_out, ovl_out) and not torch.isnan(seq_out).any()
     assert seq_stats["computed_tokens"] == ovl_stats["computed_tokens"] and seq_stats["batches"] == ovl_stats["batches"]
+
+
+def test_shared_prefixes_overlap_identical_to_sequential(tiny_text_ckpt):
+    """With prefix sharing: the same logits overlapped and sequential, computed tokens counted once per prefix."""
+    from judge_core.backends import load_backend
+    from judge_core.prefix import PrefixPolicy, plan_shared_batches
+
+    backend = load_backend("packed", str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"),
+                           candidate_ids=[32, 33])
+    g = torch.Generator().manual_seed(5)
+    prefix = torch.randint(0, 248000, (130,), generator=g).tolist()
+    seqs = [prefix + torch.randint(0, 248000, (int(n),), generator=g).tolist() for n in torch.randint(1, 90, (9,), generator=g)]
+    seqs += [torch.randint(0, 248000, (40,), generator=g).tolist()]
+    policy = PrefixPolicy()
+    batches = plan_shared_batches(seqs, 300, policy)
+    seq_out, _, seq_stats = run_batches(backend, seqs, batches, overlap=False, prefixes=policy)
+    ovl_out, _, ovl_stats = run_batches(backend, seqs, batches, prefixes=policy)
+    plain, _, plain_stats = run_batches(backend, seqs, batches)
+    err = (seq_out - plain).abs().max().item()
+    print(f"{len(batches)} batches, {seq_stats['prompt_tokens']} prompt tokens -> {seq_stats['computed_tokens']} "
+          f"computed; shared vs unshared max |d logits| = {err:.2e}")
+    assert torch.equal(seq_out, ovl_out) and seq_stats == {**ovl_stats, "seconds": seq_stats["seconds"]}
+    assert seq_stats["computed_tokens"] < seq_stats["prompt_tokens"] == plain_stats["computed_tokens"]
+    assert err < 1e-4 and len(batches) > 1

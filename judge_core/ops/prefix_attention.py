@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_bounds: list[int], key_bounds: list[int]) -> int:
@@ -64,9 +65,8 @@ def prefix_attention_sdpa(q, k, v, q_bounds: list[int], key_bounds: list[int], s
         kh, vh = (x[ks:ke].repeat_interleave(groups, dim=1).transpose(0, 1)[None] for x in (k, v))
         if qe - qs == ke - ks:  # a root segment: plain causal
             y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=scale)
-        else:
-            allowed = torch.ones(qe - qs, ke - ks, dtype=torch.bool, device=q.device).tril(ke - ks - (qe - qs))
-            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=allowed, scale=scale)
+        else:  # torch's lower-right causal bias: no mask tensor where a backend supports the offset
+            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=causal_lower_right(qe - qs, ke - ks), scale=scale)
         out[qs:qe] = y[0].transpose(0, 1)
     return out
 
