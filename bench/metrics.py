@@ -49,9 +49,11 @@ def speed_metrics(stats: dict, seconds: float, n_pairs: int, lengths: Sequence[i
     out = {
         "seconds": seconds,
         "prompt_tokens": real,
+        "computed_tokens": computed,   # padding counted (hf); shared prefixes counted once (packed)
         "prompt_tokens_per_s": real / seconds if seconds > 0 else math.nan,
         "pairs_per_s": n_pairs / seconds if seconds > 0 else math.nan,
-        "padding_efficiency": real / computed if computed else math.nan,
+        # packed rows compute no padding; shared prefixes make computed < real (see computed_tokens)
+        "padding_efficiency": min(1.0, real / computed) if computed else math.nan,
         "batches": batches,
         "seconds_per_batch": seconds / batches if batches else math.nan,
     }

@@ -87,7 +87,8 @@ def host_batch_cost(repeats: int = 50) -> dict:
 
 
 def run(model: str, *, n: int = 8, response_tokens: int = 400, instruction_tokens: int = 100,
-        threads: int | None = 1, token_budget: int = 32768, repeats: int = 2, out: str | None = None) -> dict:
+        threads: int | None = 1, token_budget: int = 32768, repeats: int = 2, only: str | None = None,
+        out: str | None = None) -> dict:
     from judge_core import Judge
 
     if threads:
@@ -98,6 +99,8 @@ def run(model: str, *, n: int = 8, response_tokens: int = 400, instruction_token
     judge.compare_many(scenarios(judge.tokenizer, 2, 64, 32, seed=99)["card pairs"])   # warm the allocator
     rows = []
     for name, pairs in scenarios(judge.tokenizer, n, response_tokens, instruction_tokens).items():
+        if only and not any(word.strip() and word.strip() in name for word in only.split(",")):
+            continue
         timings = {}
         # Alternating runs, the fastest of each kept: a shared machine's load drifts between runs.
         for _ in range(repeats):
@@ -148,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--token-budget", type=int, default=32768)
     p.add_argument("--repeats", type=int, default=2, help="alternating timed runs per system, fastest kept")
+    p.add_argument("--only", default=None, help="comma list of scenario name parts, e.g. 'card,tournament'")
     p.add_argument("--work-dir", default="/tmp/judge_core_bench")
     p.add_argument("--out", default=None, help="write the result JSON here")
     args = p.parse_args(argv)
     model = build_cpu_model(args.work_dir) if args.model == "cpu-h512" else args.model
     result = run(model, n=args.n, response_tokens=args.response_tokens, instruction_tokens=args.instruction_tokens,
                  threads=args.threads, token_budget=args.token_budget, repeats=args.repeats,
-                 out=args.out)
+                 only=args.only, out=args.out)
     print(markdown(result))
     return 0
