@@ -20,6 +20,8 @@ Implementations:
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -193,10 +195,18 @@ def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     return out.to(out_dtype)
 
 
+@functools.cache
+def _fla_params() -> frozenset:
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+    return frozenset(inspect.signature(chunk_gated_delta_rule).parameters)
+
+
 def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=True, initial_state=None,
-                    output_final_state=False):
+                    output_final_state=False, cu_seqlens_cpu=None):
     """flash-linear-attention's chunked kernel over cu_seqlens. Shapes as `gated_delta_naive` (fla takes
-    per-sequence initial states [N, H, K, V] with cu_seqlens)."""
+    per-sequence initial states [N, H, K, V] with cu_seqlens). cu_seqlens_cpu: the same bounds on the
+    host, which fla (0.5+) reads instead of copying cu_seqlens back from the device (a sync per call)."""
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 
     heads_k, heads_v = q.shape[1], v.shape[1]
@@ -206,21 +216,24 @@ def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=T
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if initial_state is not None:
         initial_state = initial_state.float()
+    extra = {"cu_seqlens_cpu": cu_seqlens_cpu} if cu_seqlens_cpu is not None and "cu_seqlens_cpu" in _fla_params() else {}
     out, final = chunk_gated_delta_rule(q[None], k[None], v[None], g=g[None].float(), beta=beta[None], scale=scale,
                                         initial_state=initial_state, output_final_state=output_final_state,
-                                        cu_seqlens=cu_seqlens.long(), use_qk_l2norm_in_kernel=use_qk_l2norm)
+                                        cu_seqlens=cu_seqlens.long(), use_qk_l2norm_in_kernel=use_qk_l2norm, **extra)
     return (out[0], final) if output_final_state else out[0]
 
 
 def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                      cu_seqlens: torch.Tensor, *, scale: float | None = None, use_qk_l2norm: bool = True,
                      layout: ChunkLayout | None = None, impl: str | None = None,
-                     initial_state: torch.Tensor | None = None, output_final_state: bool = False):
+                     initial_state: torch.Tensor | None = None, output_final_state: bool = False,
+                     cu_seqlens_cpu: torch.Tensor | None = None):
     """The gated delta rule over packed prompts: fla on CUDA when installed, else our chunked torch.
 
     q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g, beta: [T, Hv]; cu_seqlens: int [N + 1] on q's device;
     initial_state: float32 [N, Hv, Dk, Dv] or None (zero). returns [T, Hv, Dv] in v's dtype, or with
-    output_final_state (o, float32 final states [N, Hv, Dk, Dv]).
+    output_final_state (o, float32 final states [N, Hv, Dk, Dv]); cu_seqlens_cpu: the bounds on the host
+    (fla only).
     """
     if impl is None:
         from .kernels import select_kernels
@@ -228,7 +241,8 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
         impl = select_kernels(q.device, q.dtype).gated_delta
     if impl == "fla":
         return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
-                               initial_state=initial_state, output_final_state=output_final_state)
+                               initial_state=initial_state, output_final_state=output_final_state,
+                               cu_seqlens_cpu=cu_seqlens_cpu)
     if impl == "torch":
         return gated_delta_chunked(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
                                    layout=layout, initial_state=initial_state,

@@ -175,8 +175,11 @@ class KernelSet:
         if self.gated_delta == "fla":
             # q/k normalised by our op, so fla's l2norm (which re-tunes per token count) never runs.
             q, k = qk_l2norm(qkv, key_dim, head_k_dim, impl=self.qk_norm)
+            # the bounds on the host too: fla derives its chunk indices from them without a device sync
+            cu_cpu = batch.cached("cu_seqlens_cpu", lambda: torch.tensor(batch.bounds, dtype=torch.long))
             return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, use_qk_l2norm=False, impl="fla",
-                                    initial_state=initial_state, output_final_state=output_final_state)
+                                    initial_state=initial_state, output_final_state=output_final_state,
+                                    cu_seqlens_cpu=cu_cpu)
         q, k = qk_split(qkv, key_dim, head_k_dim)
         layout = batch.cached("chunk_layout_64", lambda: ChunkLayout.build(batch.bounds, 64, qkv.device))
         return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch",
