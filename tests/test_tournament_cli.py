@@ -51,14 +51,22 @@ def test_rank_cli_writes_every_report_and_reruns_from_cache(tmp_path, monkeypatc
     argv = ["rank", "synthetic-judge", str(items), "-o", str(out), "--rounds", "3", "--bootstrap-samples", "3",
             "--no-progress", "--seed", "5"]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "| 1 | a |" in printed and "+-" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "| 1 | a |" in printed and "±" in printed and "+-" not in printed + captured.err
+    # each mode's summary once, whether stdout and stderr go to one terminal or not
+    both = printed + captured.err
+    assert both.count("omega-squared") == 2 and both.count("Positional bias") == 2, both
+    # 3 bootstrap samples (and 3 prompts) behind a "95% interval": said, in the table's own text
+    assert "the 95% interval comes from only 3 bootstrap samples per writer (fewer than 20)" in printed
+    assert "the 95% interval comes from only 3 prompts" in printed
+    assert "compare_many calls" in captured.err and "1 pairs" not in both
     for mode in ("isolated", "bootstrap"):
         board = json.loads((out / f"leaderboard_{mode}.json").read_text())
         assert [row["writer"] for row in board] == ["a", "b", "c", "d"]
         with open(out / f"leaderboard_{mode}.csv", encoding="utf-8") as f:
             assert [row["writer"] for row in csv.DictReader(f)] == ["a", "b", "c", "d"]
-        assert "Elo +- spread" in (out / f"leaderboard_{mode}.md").read_text()
+        assert "Elo ± spread" in (out / f"leaderboard_{mode}.md").read_text()
         assert (out / f"leaderboard_{mode}.png").read_bytes()[:4] == b"\x89PNG"
     stats = _strict_json(out / "stats.json")
     assert stats["isolated"]["rounds"] == 3 and stats["bootstrap"]["tournaments"] == 3
