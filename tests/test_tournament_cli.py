@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -105,11 +106,17 @@ def test_rank_cli_bad_input_messages(tmp_path, monkeypatch, capsys):
 
 def test_rank_cli_with_a_real_tiny_judge(tmp_path, tiny_text_ckpt, capsys):
     pytest.importorskip("judge_core.api")
+    model = tmp_path / "model"  # a checkpoint dir of this test's own, removed before the rerun below
+    model.mkdir()
+    for f in tiny_text_ckpt.iterdir():
+        (model / f.name).symlink_to(f)
     items = _items(tmp_path / "items.jsonl", writers="abc", prompts=2)
     out = tmp_path / "out"
-    rc = main(["rank", str(tiny_text_ckpt), str(items), "-o", str(out), "--rounds", "2", "--bootstrap-samples", "2",
-               "--no-progress", "--device", "cpu"])
-    assert rc == 0
+    argv = ["rank", str(model), str(items), "-o", str(out), "--rounds", "2", "--bootstrap-samples", "2",
+            "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert "judge: " in first.err  # the model loaded (the line judge_from_args prints)
     stats = _strict_json(out / "stats.json")
     for mode in ("isolated", "bootstrap"):
         s = stats[mode]
@@ -119,3 +126,13 @@ def test_rank_cli_with_a_real_tiny_judge(tmp_path, tiny_text_ckpt, capsys):
         assert len(stats[mode]["leaderboard"]) == 3
     cached = len((out / "judgements.jsonl").read_text().splitlines()) - 1
     assert cached == stats["cache"]["entries"] > 0
+
+    # the rerun finds every judgement in the cache: it must not load the model, which is gone now
+    shutil.rmtree(model)
+    capsys.readouterr()  # this test's own prints above
+    assert main(argv) == 0
+    second = capsys.readouterr()
+    print(second.err)
+    assert "judge: " not in second.err and "the model was not loaded" in second.err
+    assert "judgements: 0 judged" in second.err
+    assert second.out == first.out  # the same leaderboards

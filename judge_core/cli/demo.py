@@ -29,11 +29,13 @@ def add_arguments(parser) -> None:
 def shorten(text: str, width: int = INSTRUCTION_WIDTH) -> str:
     """`text` on one line, cut to `width` characters with an ellipsis where it was cut."""
     text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
 
 
 def run(args) -> int:
     import time
+
+    import torch
 
     from ..api import Judge
     from ..embedded import EMBEDDED
@@ -50,7 +52,10 @@ def run(args) -> int:
     scores = judge.compare_many(rows, progress=True)
     seconds = time.perf_counter() - t0
     stats = judge.last_run_stats
-    print(f"\njudge: {judge.path} (backend {judge.backend.name}, {judge.backend.dtype}, {judge.backend.device})")
+    device = torch.device(judge.backend.device)
+    threads = f", {plural(torch.get_num_threads(), 'thread')}" if device.type == "cpu" else ""
+    print(f"\njudge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "
+          f"{device}{threads})")
     print(f"{'id':<10} {'p1':>7} {'p2':>7} {'pass1 P(A)':>11} {'pass2 P(A)':>11}  instruction")
     for row, s in zip(rows, scores):
         print(f"{row['id']:<10} {s.p1:7.3f} {s.p2:7.3f} {s.pass1[0]:11.3f} {s.pass2[0]:11.3f}  {shorten(row['instruction'])}")

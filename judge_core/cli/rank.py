@@ -95,7 +95,8 @@ def run(args) -> int:
         return 2
     for warning in items.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{len(items.writers)} writers x {len(items.prompt_ids)} prompts from {args.items}", file=sys.stderr)
+    print(f"{plural(len(items.writers), 'writer')} x {plural(len(items.prompt_ids), 'prompt')} from {args.items}",
+          file=sys.stderr)
 
     try:
         settings = RankSettings(
@@ -113,7 +114,7 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cache.loaded:
-        print(f"resuming: {cache.loaded} judgement(s) cached in {cache.path}", file=sys.stderr)
+        print(f"resuming: {plural(cache.loaded, 'judgement')} cached in {cache.path}", file=sys.stderr)
 
     judge = LazyJudge(lambda: build_judge(args), progress=not args.no_progress)
     modes = ("isolated", "bootstrap") if args.mode == "both" else (args.mode,)

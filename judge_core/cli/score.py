@@ -1,7 +1,7 @@
 """`judge-core score MODEL INPUT.jsonl -o OUTPUT.jsonl`: one output row per input row, in input order.
 
 What a user sees of the rules (input, ids, OUTPUT and its sidecar files, --resume, exit status) is
-EPILOG, shown by `judge-core score --help`. How it is done: input rows are read as bytes with a bounded
+score_help.EPILOG, shown by `judge-core score --help`. How it is done: input rows are read as bytes with a bounded
 readline (score_input.py); OUTPUT is checked and locked before the model loads (score_output.py),
 checked against INPUT for --resume (score_resume.py), and written in input order as verdicts finish,
 rows finished early waiting in OUTPUT.partial (score_writer.py).
@@ -16,36 +16,11 @@ from ..wording import plural
 
 from .model_arg import add_judge_arguments, judge_argument_problem, judge_from_args
 from .score_input import count_lines, open_input, read_rows
+from .score_help import EPILOG  # noqa: F401 - shown by `judge-core score --help` (main.py)
 from .score_output import Output, OutputError, UsageError
 from .score_resume import ResumeCheck, ResumeError
 
 HELP = "score pairs from a JSONL file into a JSONL file of verdicts"
-EPILOG = """\
-input: one JSON object per line, {"id", "instruction", "response_1", "response_2"}; INPUT may be - (stdin)
-  or *.gz. Blank lines are skipped (they are not rows). Every other line gives exactly one output row.
-ids: a string or an integer. A row without one (missing, null, a float, a list...) is an error row that
-  carries "line" (its 1-based line number) instead of "id". Ids may repeat: the n-th row with id "x" is
-  its own row.
-output: {"id", "p1", "p2", "pass1", "pass2"} per verdict (p1 = P(response_1 is better) in percent), or
-  {"id", "error"} for a line that cannot be judged (invalid UTF-8 or JSON, over --max-line-bytes, a
-  missing or non-string field, a prompt over the model's context); nothing is dropped. -o - writes to
-  stdout (progress and summary go to stderr); *.gz is gzip.
-files beside OUTPUT: OUTPUT.lock holds the PID of the one run writing OUTPUT (a second run is refused;
-  the lock of a killed run does not block). OUTPUT.partial keeps finished rows still waiting for an
-  earlier one; it is deleted when the run completes. Keep both for --resume.
-resume: an existing OUTPUT is never touched without --resume (continue it) or --overwrite (truncate it
-  once the model has loaded). --resume checks OUTPUT against INPUT first: its n-th row must answer the
-  n-th input row; a torn last row is dropped, anything else that does not match (another input, an
-  edited line) is refused, naming the line. Then only the rest is judged.
-exit status:
-  0    the run completed and at least one row was scored (or the input had no rows); a partly failed
-       run exits 0: each failure is an error row, counted in the summary
-  1    every row failed (nothing was scored), or OUTPUT could not be written (disk full: rows already
-       written stay valid, --resume goes on)
-  2    a usage error: a bad option, an unreadable input, OUTPUT in use, existing without --resume /
-       --overwrite or not matching INPUT, a model that does not load; nothing was written
-  130  Ctrl-C: "interrupted: N rows written, rerun with --resume"
-"""
 CHUNK = 4096  # input rows handed to compare_many at a time (its length sort works within a call)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..wording import plural
 from .score_input import InputRow, usable_id
 
 
@@ -143,7 +144,8 @@ class ResumeCheck:
                 continue
             yield row
         if self.matched < len(keys):
-            raise ResumeError(f"{self.out_name} has {len(keys)} rows, but {self.input_name} has only {self.matched}: "
+            raise ResumeError(f"{self.out_name} has {plural(len(keys), 'row')}, but {self.input_name} has only "
+                              f"{self.matched}: "
                               f"{self.out_name} was not written from this input; {_NOTHING_DONE}")
 
     def check_all(self, rows: Iterable[InputRow]) -> None:

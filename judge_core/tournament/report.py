@@ -81,6 +81,11 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def axis_label(result: ModeResult) -> str:
+    """The plot's x label: "Elo (mean ± std over prompts)"."""
+    return "Elo (mean ± std over " + result.stats["elo"]["samples_are"].replace("one Elo per ", "") + "s)"
+
+
 def _write_png(path: Path, result: ModeResult) -> bool:
     try:
         import matplotlib
@@ -97,7 +102,7 @@ def _write_png(path: Path, result: ModeResult) -> bool:
                 fmt="o", capsize=3)
     ax.set_yticks(range(len(rows)), [r["writer"] for r in rows], fontsize=7)
     ax.axvline(result.stats["elo"]["initial"], color="grey", linewidth=0.6, linestyle="--")
-    ax.set_xlabel("Elo (mean ± std over " + result.stats["elo"]["samples_are"].replace("one Elo per ", "") + "s)")
+    ax.set_xlabel(axis_label(result))
     ax.set_title(f"{result.mode}: combined separability {_fmt(result.stats['combined'], 2)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
