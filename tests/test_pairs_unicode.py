@@ -55,3 +55,28 @@ def test_score_cli_writes_an_error_row_and_every_good_row(tmp_path, capsys):
     # and --resume reads that OUT back as this input's rows (the escaped id included)
     assert main(["score", "tiny", str(inp), "-o", str(out), "--unicode-json", "--no-progress", "--resume"]) == 0
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "\udc00", "c"]
+
+
+def test_scoring_service_answers_an_error_row_for_that_pair_only(judge):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import urllib.request
+
+    from judge_core.serve.app import create_app
+    from judge_core.serve.limits import ServeLimits
+    from judge_core.serve.metrics import ServeMetrics
+    from judge_core.serve.scheduler import Scheduler
+    from serve_server import RunningServer
+
+    served = Judge(judge.backend, judge.tokenizer, ascii_json=False)
+    limits, metrics = ServeLimits(), ServeMetrics()
+    app = create_app(Scheduler(served, max_queue_prompts=64, metrics=metrics), limits, metrics)
+    pairs = [dict(zip(("instruction", "response_1", "response_2"), p)) for p in (GOOD[0], BAD, GOOD[1])]
+    with RunningServer(app) as url:
+        body = json.dumps({"pairs": pairs}).encode()  # the lone surrogate travels as the escape "\ud800"
+        request = urllib.request.Request(url + "/v1/compare", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+            results = json.loads(response.read())["results"]
+    assert "response_1 is not valid Unicode" in results[1]["error"]
+    assert "p1" in results[0] and "p1" in results[2]
