@@ -1,8 +1,8 @@
 """How many CPU threads torch runs the model with: a number asked for, or no more than the free cores.
 
-torch starts with one intra-op thread per core. On a shared machine that oversubscribes: on a 2-core
-box shared with other jobs, `score` ran 3x slower with torch's default than with one thread (issue 21;
-nearly all the time in `solve_triangular`, whose threads wait on each other). "auto" therefore caps
+torch starts with one intra-op thread per core. On a shared machine that oversubscribes: issue 21
+reports `score` 3x slower with torch's default than with one thread on a 2-core box shared with other
+jobs (nearly all the time in `solve_triangular`, whose threads wait on each other). "auto" therefore caps
 the count at the free cores: the CPUs this process may run on (sched_getaffinity) less the 1-minute
 load average, at least 1. Only the CPU is touched: a model on a GPU leaves torch's setting alone.
 """
