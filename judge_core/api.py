@@ -17,14 +17,16 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .backends import check_backend_name, load_backend
-from .checkpoint import quantization_config, read_config, resolve, text_config
+from .checkpoint import quantization_config, read_config, text_config
 from .chunks import prepared_chunks
 from .dtypes import resolve_device, resolve_dtype
+from .embedded.resolve import resolve_model
 from .plan import plan_batches
 from .prepare import PreparedPairs, pair_score
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
 from .scoring import PairScore
+from .threads import check_threads, configure_threads
 
 def check_token_budget(token_budget) -> int | str:
     if token_budget == "auto":
@@ -67,8 +69,9 @@ class Judge:
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | None = None,
                         quantization: str | None = None, fp8_compute: str = "auto",
-                        warmup: bool | None = None) -> "Judge":
-        """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
+                        warmup: bool | None = None, threads: int | str | None = None) -> "Judge":
+        """A judge over "tiny" (the embedded tiny random judge, built once; no revision), a local
+        checkpoint dir or a hub repo id (through the Hugging Face cache): judge_core.embedded.resolve_model.
 
         dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
         backend: "auto" (packed where it loads the checkpoint, else hf), "packed" or "hf".
@@ -82,6 +85,9 @@ class Judge:
             on the CPU where torch's CPU build has row-wise fp8 _scaled_mm, as 2.13 does: the GPU's call,
             no faster there than the twin).
         warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
+        threads: torch's CPU threads when the model runs on the CPU (torch.set_num_threads, process-wide):
+            a number, "auto" (no more than the free cores: judge_core.threads) or None (default: torch's
+            setting is left as it is; the command line defaults to "auto").
         """
         from transformers import AutoTokenizer
 
@@ -92,10 +98,12 @@ class Judge:
         check_fp8_compute(fp8_compute)
         check_token_budget(token_budget)
         check_backend_name(backend)
+        check_threads(threads)
         template_kwargs = check_template_kwargs(chat_template_kwargs)
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        path = resolve(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
+        path = resolve_model(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
+        configure_threads(threads, device)  # before the load: it runs torch ops too
         config = read_config(path)
         quant = quantization_config(path, config)
         fp8 = plan_fp8(quantization, quant, device, fp8_compute, where=str(path))

@@ -103,9 +103,10 @@ def _resolve_repo(repo_id: str, revision, token, cache_dir) -> Path:
     if path is not None and (path / "config.json").is_file():
         return path
     if hub_offline():
+        download = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
         raise CheckpointError(f"{where} is not in the Hugging Face cache {cache} and HF_HUB_OFFLINE is set: "
-                              f"download it first (`hf download {repo_id}`), point HF_HUB_CACHE / HF_HOME at "
-                              "the cache that holds it, or pass a local directory")
+                              f"download it first (`{download}`), point HF_HUB_CACHE / HF_HOME at the cache that "
+                              f"holds it, or pass a local directory; {_cached_revisions_hint(cache, repo_id)}")
     try:
         path = Path(snapshot_download(repo_id, revision=revision, cache_dir=str(cache), token=token,
                                       allow_patterns=HUB_FILES))
@@ -115,6 +116,19 @@ def _resolve_repo(repo_id: str, revision, token, cache_dir) -> Path:
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{where}: the repo has no config.json (not a model checkpoint)")
     return path
+
+
+def _cached_revisions_hint(cache: Path, repo_id: str) -> str:
+    """What the cache holds of `repo_id`, as a hint to pick one with --revision / revision=."""
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    refs = sorted(p.name for p in (repo_dir / "refs").glob("*") if p.is_file()) if (repo_dir / "refs").is_dir() else []
+    snapshots = sorted(p.name for p in (repo_dir / "snapshots").glob("*") if (p / "config.json").is_file()) \
+        if (repo_dir / "snapshots").is_dir() else []
+    if not refs and not snapshots:
+        return ("a specific branch, tag or commit is chosen with --revision (revision= in Python), "
+                "the default being main")
+    held = ", ".join([*refs, *(s[:12] for s in snapshots)][:6])
+    return f"the cache holds {repo_id} at: {held}: choose one with --revision (revision= in Python)"
 
 
 # -- config -------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .checkpoint import resolve
+from .embedded.resolve import resolve_model
 from .dtypes import check_dtype, parse_dtype
 from .loader import load_hf_model
 from .ops.kernels import no_tf32
@@ -50,7 +50,7 @@ class ReferenceJudge:
         from .fp8.load import plan_fp8
 
         dtype = check_dtype(parse_dtype(dtype))
-        path = resolve(path, revision=revision)
+        path = resolve_model(path, revision=revision)
         fp8 = plan_fp8(quantization, quantization_config(path), torch.device(device), fp8_compute, where=str(path))
         model = load_hf_model(path, dtype=dtype, device=torch.device(device))
         if fp8 is not None:

@@ -21,7 +21,7 @@ import torch
 from ..hf_kernels import use_exact_torch_kernels
 from .algorithm import pack_layer
 from .format import PACK, QuantConfig
-from ..checkpoint import iter_raw_tensors, quantization_config, resolve
+from ..checkpoint import iter_raw_tensors, quantization_config
 from .sequential import METHODS, quantize_one, quantizable_linears, quantize_model
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,9 @@ MAX_SHARD_BYTES = 4 * 1024**3
 
 def resolve_source(src: str | Path, revision: str | None = None) -> Path:
     """A checkpoint dir for a local dir, a hub id (through the HF cache) or "tiny" (the embedded judge)."""
-    if str(src) == "tiny":
-        from ..embedded import default_checkpoint
+    from ..embedded.resolve import resolve_model
 
-        return default_checkpoint()
-    return resolve(src, revision=revision)
+    return resolve_model(src, revision=revision)
 
 
 def _write_tensors(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> None:
