@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .backends import check_backend_name, load_backend
-from .checkpoint import quantization_config, read_config, text_config
+from .checkpoint import Checkpoint
 from .chunks import prepared_chunks
 from .dtypes import resolve_device, resolve_dtype
 from .embedded.resolve import resolve_model
@@ -91,7 +91,8 @@ class Judge:
         """
         from transformers import AutoTokenizer
 
-        from .fp8.load import check_fp8_compute, check_quantization, plan_fp8
+        from .fp8.load import check_fp8_compute, plan_fp8
+        from .quant import check_quantization
 
         # Every argument is checked before anything is loaded or downloaded.
         quantization = check_quantization(quantization)
@@ -102,20 +103,18 @@ class Judge:
         template_kwargs = check_template_kwargs(chat_template_kwargs)
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        path = resolve_model(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
+        ckpt = Checkpoint.open(resolve_model(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir))
+        path = ckpt.path
         configure_threads(threads, device)  # before the load: it runs torch ops too
-        config = read_config(path)
-        quant = quantization_config(path, config)
-        fp8 = plan_fp8(quantization, quant, device, fp8_compute, where=str(path))
+        fp8 = plan_fp8(quantization, ckpt.quant, device, fp8_compute, where=str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         candidates = candidate_token_ids(tokenizer)
-        engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config,
-                              quant=quant, fp8=fp8)
+        engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidates, fp8=fp8)
         if token_budget == "auto":
             from .memory import auto_token_budget
 
             # Activations are as wide as the compute dtype: fp32 needs twice bf16's memory per token.
-            token_budget = auto_token_budget(text_config(config), device, dtype_bytes=engine.dtype.itemsize)
+            token_budget = auto_token_budget(ckpt.text, device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs)
         judge.path = path

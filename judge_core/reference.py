@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import torch
 
+from .checkpoint import Checkpoint
 from .embedded.resolve import resolve_model
 from .dtypes import check_dtype, parse_dtype
 from .loader import load_hf_model
@@ -46,16 +47,15 @@ class ReferenceJudge:
         fp8_compute defaults to the twin, the exact reference of the GPU path."""
         from transformers import AutoTokenizer
 
-        from .checkpoint import quantization_config
         from .fp8.load import plan_fp8
 
         dtype = check_dtype(parse_dtype(dtype))
-        path = resolve_model(path, revision=revision)
-        fp8 = plan_fp8(quantization, quantization_config(path), torch.device(device), fp8_compute, where=str(path))
-        model = load_hf_model(path, dtype=dtype, device=torch.device(device))
+        ckpt = Checkpoint.open(resolve_model(path, revision=revision))
+        fp8 = plan_fp8(quantization, ckpt.quant, torch.device(device), fp8_compute, where=str(ckpt.path))
+        model = load_hf_model(ckpt, dtype=dtype, device=torch.device(device))
         if fp8 is not None:
             fp8.apply_(model)
-        return cls(model, AutoTokenizer.from_pretrained(str(path)), top_k=top_k, ascii_json=ascii_json,
+        return cls(model, AutoTokenizer.from_pretrained(str(ckpt.path)), top_k=top_k, ascii_json=ascii_json,
                    chat_template_kwargs=chat_template_kwargs)
 
     @torch.inference_mode()

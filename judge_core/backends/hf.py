@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from ..candidate_head import read_candidate_head
+from ..checkpoint import Checkpoint, text_config
 from ..dtypes import check_dtype
 from ..loader import load_hf_model
 
@@ -22,12 +23,16 @@ class HFBackend:
     name = "hf"
     counts_padding = True
 
-    def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
+    def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
+                 candidate_ids: list[int]):
+        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here)."""
+        ckpt = Checkpoint.open(checkpoint)
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
-        self.model = load_hf_model(path, dtype=dtype, device=self.device)
+        self.model = load_hf_model(ckpt, dtype=dtype, device=self.device)
         self.base = self.model.base_model  # embeddings + layers + final norm, no lm_head
-        text = self.model.config.get_text_config()
+        # The model's config object, not the dict: it holds the class defaults config.json may omit.
+        text = text_config(self.model.config)
         self.max_context = int(getattr(text, "max_position_embeddings", None) or 32768)
         pad = getattr(text, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0  # any valid id: nothing ever reads it

@@ -21,31 +21,26 @@ from typing import Sequence
 
 import torch
 
+from ..checkpoint import Checkpoint
 from ..dtypes import check_dtype
 from ..models.batch import PackedBatch
 from ..models.qwen3_5 import MODEL_TYPES, Qwen3_5Args
 from ..models.weights import load_qwen3_5
 
-PACKED_QUANT_METHODS = ("gptq", "fp8")  # what models/weights.py reads besides float weights
-
-
-def supports(config: dict, device: torch.device | str | None = None, quant: dict | None = None) -> bool:
+def supports(checkpoint: Checkpoint, device: torch.device | str | None = None) -> bool:
     """True when `auto` should pick `packed`: a Qwen3.5 config this forward implements (text-only or
-    multimodal), float, GPTQ or FP8 weights, no head bias / logit softcap.
+    multimodal), no head bias / logit softcap. Every quantization judge_core reads (judge_core.quant)
+    loads here as in the hf backend.
 
     Any device: CUDA uses fla / our kernels where installed and correct torch paths where not; the CPU
     path is at least as fast as `hf` on the tiny model (measured, see module doc).
     """
-    from ..checkpoint import text_config
-
-    if config.get("model_type") not in MODEL_TYPES:
+    if checkpoint.config.get("model_type") not in MODEL_TYPES:
         return False
-    if quant is not None and quant.get("quant_method") not in PACKED_QUANT_METHODS:
-        return False
-    if text_config(config).get("final_logit_softcapping"):
+    if checkpoint.text.get("final_logit_softcapping"):
         return False
     try:
-        Qwen3_5Args.from_config(config)
+        Qwen3_5Args.from_config(checkpoint.config)
     except (KeyError, ValueError, TypeError):
         return False  # a Qwen3.5 variant this forward does not implement: hf handles it
     return True
@@ -55,11 +50,13 @@ class PackedBackend:
     name = "packed"
     counts_padding = False
 
-    def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
+    def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
+                 candidate_ids: list[int]):
+        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here)."""
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
         self.candidate_ids = [int(i) for i in candidate_ids]
-        self.model = load_qwen3_5(path, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
+        self.model = load_qwen3_5(checkpoint, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
         self.max_context = self.model.args.max_position_embeddings
 
     @classmethod

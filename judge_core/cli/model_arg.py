@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..quant import QUANTIZATIONS
+
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="checkpoint directory or hub repo id (org/name, read from the Hugging Face "
@@ -26,7 +28,7 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
     parser.add_argument("--quantization", default="none",
-                        help="none | fp8 (default: none = the checkpoint as stored, an FP8 checkpoint runs in fp8). "
+                        help=f"{' | '.join(QUANTIZATIONS)} (default: none = the checkpoint as stored, an FP8 checkpoint runs in fp8). "
                              "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
                              "CPU it runs the exact, slow twin")
     parser.add_argument("--fp8-compute", default="auto",
@@ -71,7 +73,8 @@ def judge_argument_problem(args) -> str | None:
     """What is wrong with the judge options, found without loading anything; None when nothing is."""
     from ..backends import check_backend_name
     from ..dtypes import check_dtype, parse_dtype, resolve_device
-    from ..fp8.load import check_fp8_compute, check_quantization
+    from ..fp8.load import check_fp8_compute
+    from ..quant import check_quantization
 
     def positive(value) -> None:
         if value is not None and value < 1:

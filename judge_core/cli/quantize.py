@@ -9,6 +9,7 @@ in the format of Qwen's FP8 releases (judge_core.fp8.format), read by transforme
 
 from __future__ import annotations
 
+from ..quant import METHODS
 from .model_arg import add_threads_argument
 
 HELP = "quantize a float judge checkpoint to GPTQ 4-bit (round-to-nearest or GPTQ) or to FP8 (e4m3, block-scaled)"
@@ -19,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("out", help="output dir for the quantized checkpoint")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) when SRC is a repo id (default: main); not for "
                              "'tiny' or a local directory")
-    parser.add_argument("--method", choices=("rtn", "gptq", "fp8"), default="gptq",
+    parser.add_argument("--method", choices=("rtn", *METHODS), default="gptq",  # rtn writes the gptq format
                         help="gptq: Hessian-based with calibration prompts (default); rtn: round-to-nearest, no data; "
                              "fp8: e4m3 weights with one scale per --fp8-block block (no data)")
     parser.add_argument("--fp8-block", type=int, nargs=2, default=(128, 128), metavar=("ROWS", "COLS"),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import quantization_json, read_config
 from .format import FP8Config
 from .quantize import DEFAULT_SKIP, matches, quantize_weight
 
@@ -113,8 +114,8 @@ def write_fp8_checkpoint(src_dir: str | Path, out_dir: str | Path, block: tuple[
     block = (int(block[0]), int(block[1]))
     if min(block) <= 0:
         raise ValueError(f"block={block!r}: expected two positive ints, e.g. (128, 128)")
-    config = json.loads((src / "config.json").read_text())
-    existing = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
+    config = read_config(src)
+    existing = quantization_json(src, config)
     if existing:
         raise ValueError(f"{src} is already quantized (quant_method={existing.get('quant_method')!r}): "
                          "expected a float checkpoint")
