@@ -36,6 +36,7 @@ from itertools import islice
 from .model_arg import add_judge_arguments, judge_argument_problem, judge_from_args
 from .score_input import count_lines, open_input, read_rows
 from .score_output import Output, OutputError, UsageError
+from .score_ray import add_ray_arguments, wants_ray
 
 HELP = "score pairs from a JSONL file into a JSONL file of verdicts"
 CHUNK = 4096  # input rows handed to compare_many at a time (its length sort works within a call)
@@ -52,6 +53,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-line-bytes", type=int, default=4 << 20,
                         help="longer input lines become error rows unread (default 4 MiB)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(parser)  # --replicas N: the same job on Ray Data (score_ray.py)
 
 
 def check_options(args) -> None:
@@ -64,6 +66,10 @@ def check_options(args) -> None:
 
 
 def run(args) -> int:
+    if wants_ray(args):
+        from .score_ray import run as run_on_ray
+
+        return run_on_ray(args)
     stream = output = None
     try:
         check_options(args)

@@ -1,0 +1,163 @@
+"""`judge-core score ... --replicas N [--ray-address ADDR]`: the same job on Ray Data, one judge per replica.
+
+The contract is the single-process one (score.py): one output row per input row, in input order; error
+rows for bad lines; the lock; --resume / --overwrite; JSONL, .jsonl.gz and `-`; plus Parquet in and out.
+
+The driver (this process) reads and checks every input row first (as score_input does), answers what
+needs no model (malformed lines, rows finished in OUT.partial) and stages the rest as token-sized blocks
+(judge_core/ray/blocks.py) in Ray's object store, which spills to disk. Ray Data then runs the blocks
+on a pool of JudgeReplica actors; verdicts come back in completion order and go through the same
+OrderedWriter, so OUT advances in input order and every finished row is journaled at once. Every
+staged row must come back exactly once: a missing or doubled row fails the run (exit 1) instead of
+a silent gap, and --resume then finishes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from .model_arg import judge_argument_problem, parse_budget
+from .score_input import open_input, read_rows
+from .score_output import Output, OutputError, UsageError
+from .score_parquet import (count_parquet_rows, is_parquet, parquet_rows, seed_working_file, working_path,
+                            write_parquet)
+
+
+def add_ray_arguments(parser) -> None:
+    g = parser.add_argument_group("scale-out on Ray (pip install judge_core[ray])")
+    g.add_argument("--replicas", type=int, default=None,
+                   help="judge on Ray Data with N replicas, one judge each (one per GPU)")
+    g.add_argument("--ray-address", default=None,
+                   help="the Ray cluster to run on (`auto`: the one `ray start --head` made here); "
+                        "default: a local Ray started for this run")
+    g.add_argument("--replica-gpus", type=float, default=None,
+                   help="GPUs per replica (default: 1 when the cluster has GPUs, else 0)")
+    g.add_argument("--replica-cpus", type=float, default=None, help="CPUs reserved per replica (default: Ray's, 1)")
+    g.add_argument("--block-tokens", type=int, default=None,
+                   help="estimated tokens per block handed to a replica (default: 16 token budgets)")
+
+
+def wants_ray(args) -> bool:
+    """--replicas, or a Parquet input/output (handled by this path only)."""
+    return args.replicas is not None or is_parquet(args.input) or is_parquet(args.output)
+
+
+def ray_option_problem(args) -> str | None:
+    if args.replicas is None:
+        return "Parquet input or output is handled by the Ray path: add --replicas N (1 is fine)"
+    if args.replicas < 1:
+        return f"--replicas must be a positive integer, got {args.replicas}"
+    if importlib.util.find_spec("ray") is None:
+        return "--replicas runs on Ray Data, which is not installed: pip install 'judge_core[ray]'"
+    if args.device not in (None, "cpu", "cuda"):
+        return (f"--device {args.device!r}: with --replicas each replica sees only its own GPU(s) as `cuda`; "
+                f"use --device cuda or cpu, or leave it out")
+    for flag, value in (("--replica-gpus", args.replica_gpus), ("--replica-cpus", args.replica_cpus)):
+        if value is not None and value < 0:
+            return f"{flag} must be >= 0, got {value}"
+    if args.block_tokens is not None and args.block_tokens < 1:
+        return f"--block-tokens must be a positive integer, got {args.block_tokens}"
+    if is_parquet(args.output) and args.input != "-" and os.path.exists(args.output) \
+            and os.path.exists(args.input) and os.path.samefile(args.input, args.output):
+        return f"-o {args.output} is the input file"
+    return judge_argument_problem(args)
+
+
+def judge_options(args) -> dict:
+    """Judge.from_pretrained keywords, from the same options the single-process run reads."""
+    return {"dtype": args.dtype, "backend": args.backend, "token_budget": parse_budget(args.token_budget),
+            "ascii_json": not args.unicode_json, "max_context": args.max_context,
+            "chat_template_kwargs": {"enable_thinking": False} if args.no_thinking else None,
+            "quantization": args.quantization, "fp8_compute": args.fp8_compute, "revision": args.revision}
+
+
+def run(args) -> int:
+    stream = output = None
+    parquet_out = is_parquet(args.output)
+    try:
+        problem = ray_option_problem(args)
+        if problem:
+            raise UsageError(problem)
+        if args.max_line_bytes is not None and args.max_line_bytes < 1:
+            raise UsageError(f"--max-line-bytes must be a positive integer, got {args.max_line_bytes}")
+        try:
+            if is_parquet(args.input):
+                count_parquet_rows(args.input)  # readable and a Parquet file
+            else:
+                stream = open_input(args.input)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read input {args.input}: {getattr(e, 'strerror', None) or e}") from None
+        spec = args.output
+        if parquet_out:
+            if os.path.exists(spec) and os.path.getsize(spec) > 0 and not (args.resume or args.overwrite):
+                raise UsageError(f"{spec} already exists: pass --resume to continue it, or --overwrite to replace it")
+            if args.resume:
+                seed_working_file(spec)
+            elif args.overwrite and os.path.exists(working_path(spec)):
+                pass  # Output.prepare --overwrite truncates the working file once the run starts
+            spec = working_path(spec)
+        output = Output.prepare(spec, input_path=args.input, resume=args.resume, overwrite=args.overwrite)
+        return _score(args, stream, output, parquet_out)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if output is not None:
+            output.abort()
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    finally:
+        if stream is not None and stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def input_rows(args, stream):
+    return parquet_rows(args.input) if is_parquet(args.input) else read_rows(stream, args.max_line_bytes)
+
+
+def _score(args, stream, output: Output, parquet_out: bool) -> int:
+    from .score_ray_job import JobFailed, RayJob
+
+    ex = output.existing
+    if args.resume:
+        print(f"resuming: {len(ex.done)} rows already in {args.output}, {len(ex.carried)} finished rows in "
+              f"{output.journal_path}", file=sys.stderr)
+    job = RayJob(args, judge_options(args))
+    try:
+        job.stage(input_rows(args, stream), ex)
+        writer = output.open()
+        job.run(writer, ex)
+        output.finish()
+        if parquet_out:
+            write_parquet(args.output)
+    except KeyboardInterrupt:
+        output.abort()
+        writer = output.writer
+        written = len(ex.done) + (writer.written if writer else 0)
+        kept = f" ({writer.waiting} more finished rows kept in {output.journal_path})" \
+            if writer and writer.journal and writer.waiting else ""
+        again = "rerun with --resume" if output.kind == "file" else f"{args.output} cannot be resumed"
+        print(f"interrupted: {written} rows written{kept}, {again}", file=sys.stderr)
+        return 130
+    except OutputError as e:
+        output.abort()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except JobFailed as e:  # noqa: F821 - imported above, in the function
+        output.abort()
+        print(f"error: {e}; the rows finished so far are kept, rerun with --resume", file=sys.stderr)
+        return 1
+    finally:
+        job.close()
+
+    writer = output.writer
+    scored, failed = ex.scored + writer.scored, ex.failed + writer.failed
+    before = f"; {len(ex.done)} rows were already there" if args.resume else ""
+    print(f"done: {writer.scored} scored, {writer.failed} failed ({job.malformed} malformed lines) on "
+          f"{args.replicas} replica(s){before} -> {args.output}", file=sys.stderr)
+    if failed and not scored:
+        print(f"error: every row failed ({failed}); see the error rows in {args.output}", file=sys.stderr)
+        return 1
+    return 0
