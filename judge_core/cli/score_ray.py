@@ -21,6 +21,7 @@ import sys
 from .model_arg import judge_argument_problem, parse_budget
 from .score_input import open_input, read_rows
 from .score_output import Output, OutputError, UsageError
+from .score_report import report_done, report_interrupted
 from .score_parquet import (count_parquet_rows, is_parquet, parquet_rows, seed_working_file, working_path,
                             write_parquet)
 
@@ -59,9 +60,11 @@ def ray_option_problem(args) -> str | None:
             return f"{flag} must be >= 0, got {value}"
     if args.block_tokens is not None and args.block_tokens < 1:
         return f"--block-tokens must be a positive integer, got {args.block_tokens}"
-    if is_parquet(args.output) and args.input != "-" and os.path.exists(args.output) \
-            and os.path.exists(args.input) and os.path.samefile(args.input, args.output):
-        return f"-o {args.output} is the input file"
+    if args.model != "tiny" and not os.path.exists(args.model) and args.model.count("/") != 1:
+        return f"MODEL {args.model!r}: no such directory, and not a hub repo id (org/name)"
+    inp, out = getattr(args, "input", "-"), getattr(args, "output", "-")
+    if is_parquet(out) and inp != "-" and os.path.exists(out) and os.path.exists(inp) and os.path.samefile(inp, out):
+        return f"-o {out} is the input file"
     return judge_argument_problem(args)
 
 
@@ -133,31 +136,33 @@ def _score(args, stream, output: Output, parquet_out: bool) -> int:
         if parquet_out:
             write_parquet(args.output)
     except KeyboardInterrupt:
-        output.abort()
-        writer = output.writer
-        written = len(ex.done) + (writer.written if writer else 0)
-        kept = f" ({writer.waiting} more finished rows kept in {output.journal_path})" \
-            if writer and writer.journal and writer.waiting else ""
-        again = "rerun with --resume" if output.kind == "file" else f"{args.output} cannot be resumed"
-        print(f"interrupted: {written} rows written{kept}, {again}", file=sys.stderr)
-        return 130
+        return report_interrupted(args, output, ex)
     except OutputError as e:
         output.abort()
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except JobFailed as e:  # noqa: F821 - imported above, in the function
+    except JobFailed as e:
         output.abort()
         print(f"error: {e}; the rows finished so far are kept, rerun with --resume", file=sys.stderr)
         return 1
     finally:
         job.close()
 
-    writer = output.writer
-    scored, failed = ex.scored + writer.scored, ex.failed + writer.failed
-    before = f"; {len(ex.done)} rows were already there" if args.resume else ""
-    print(f"done: {writer.scored} scored, {writer.failed} failed ({job.malformed} malformed lines) on "
-          f"{args.replicas} replica(s){before} -> {args.output}", file=sys.stderr)
-    if failed and not scored:
-        print(f"error: every row failed ({failed}); see the error rows in {args.output}", file=sys.stderr)
-        return 1
-    return 0
+    return report_done(args, output.writer, ex, job.malformed, where=f" on {args.replicas} replica(s)")
+
+
+def judge_pool(args):
+    """A RayJudgePool for commands that judge round by round (`judge-core rank --replicas N`): Ray
+    joined (or started) for the rest of this process, N replicas with the command's judge options."""
+    from .model_arg import usage_error
+
+    problem = ray_option_problem(args)
+    if problem:
+        raise usage_error(problem)
+    from ..ray.pool import RayJudgePool
+    from .score_ray_job import connect, model_spec
+
+    connect(args.ray_address)
+    return RayJudgePool(model_spec(args.model), replicas=args.replicas, num_gpus=args.replica_gpus,
+                        num_cpus=args.replica_cpus, device=args.device, block_tokens=args.block_tokens,
+                        **judge_options(args))

@@ -137,9 +137,8 @@ class RayJob:
         quiet_ray_data()
         DataContext.get_current().max_errored_blocks = 0  # a failed block fails the job, never vanishes
         a = self.args
-        model = os.path.abspath(a.model) if os.path.exists(a.model) else a.model  # actors run elsewhere
         ds = ray.data.from_arrow_refs(self.refs)
-        return score_dataset(ds, model, replicas=a.replicas, packed=True, num_gpus=a.replica_gpus,
+        return score_dataset(ds, model_spec(a.model), replicas=a.replicas, packed=True, num_gpus=a.replica_gpus,
                              num_cpus=a.replica_cpus, device=a.device, **self.judge_options)
 
     def close(self) -> None:
@@ -149,6 +148,11 @@ class RayJob:
 
             ray.shutdown()
             self.owns_ray = False
+
+
+def model_spec(model: str) -> str:
+    """MODEL as the replicas need it: a local directory made absolute (actors run in other directories)."""
+    return os.path.abspath(model) if os.path.exists(model) else model
 
 
 def first_line(error: BaseException) -> str:

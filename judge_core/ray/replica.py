@@ -64,6 +64,16 @@ class JudgeReplica:
                 exit_for_restart(e)
             raise
 
+    def compare_many(self, pairs: list) -> list:
+        """PairScores for `pairs` (the pool's call, pool.py), with the same fatal-error exit."""
+        run_test_hooks()
+        try:
+            return self.judge.compare_many(pairs)
+        except BaseException as e:
+            if is_fatal_device_error(e):
+                exit_for_restart(e)
+            raise
+
     def __call__(self, batch):
         import pyarrow as pa
 
