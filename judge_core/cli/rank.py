@@ -37,11 +37,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prompts", type=int, default=None, help="use only the first K prompt ids of the file (default: all)")
     parser.add_argument("--head", type=int, default=10, help="leaderboard rows printed per mode (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .score_ray import add_ray_arguments
+
+    add_ray_arguments(parser)  # --replicas N: judge each round on N Ray replicas (score_ray.judge_pool)
 
 
 def build_judge(args):
     """The judge for this run (a seam: tests put a synthetic judge here)."""
     from .model_arg import judge_from_args
+
+    if getattr(args, "replicas", None) is not None:
+        from .score_ray import judge_pool
+
+        return judge_pool(args)
 
     return judge_from_args(args)
 

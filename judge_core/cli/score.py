@@ -18,6 +18,8 @@ from .model_arg import add_judge_arguments, judge_argument_problem, judge_from_a
 from .score_input import count_lines, open_input, read_rows
 from .score_help import EPILOG  # noqa: F401 - shown by `judge-core score --help` (main.py)
 from .score_output import Output, OutputError, UsageError
+from .score_ray import add_ray_arguments, wants_ray
+from .score_report import report_done, report_interrupted
 from .score_resume import ResumeCheck, ResumeError
 
 HELP = "score pairs from a JSONL file into a JSONL file of verdicts"
@@ -35,6 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-line-bytes", type=int, default=4 << 20,
                         help="longer input lines become error rows unread (default 4 MiB)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(parser)  # --replicas N: the same job on Ray Data (score_ray.py)
 
 
 def check_options(args) -> None:
@@ -47,6 +50,10 @@ def check_options(args) -> None:
 
 
 def run(args) -> int:
+    if wants_ray(args):
+        from .score_ray import run as run_on_ray
+
+        return run_on_ray(args)
     stream = output = None
     try:
         check_options(args)
@@ -105,14 +112,7 @@ def _score(args, stream, output: Output) -> int:
         malformed = _judge_rows(args, judge, stream, writer, _resume_check(args, output))
         output.finish()
     except KeyboardInterrupt:
-        output.abort()
-        writer = output.writer
-        written = ex.rows + (writer.written if writer else 0)
-        kept = f" ({plural(writer.waiting, 'more finished row')} kept in {output.journal_path})" \
-            if writer and writer.journal and writer.waiting else ""
-        again = "rerun with --resume" if output.kind == "file" else f"{args.output} cannot be resumed"
-        print(f"interrupted: {plural(written, 'row')} written{kept}, {again}", file=sys.stderr)
-        return 130
+        return report_interrupted(args, output, ex)
     except ResumeError as e:  # stdin that does not continue OUTPUT: found before any row was written
         output.abort()
         print(f"error: --resume: {e}", file=sys.stderr)
@@ -122,24 +122,7 @@ def _score(args, stream, output: Output) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
-    print(_summary(args, output, writer, malformed), file=sys.stderr)
-    scored = ex.scored + writer.restored_scored + writer.scored
-    failed = ex.failed + writer.restored_failed + writer.failed
-    if failed and not scored:
-        print(f"error: every row failed ({failed}); see the error rows in {args.output}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _summary(args, output: Output, writer, malformed: int) -> str:
-    """What this run did, and (--resume) what earlier runs had done: rows in OUTPUT, rows from the journal."""
-    line = (f"done: {writer.scored} scored, {writer.failed} failed ({plural(malformed, 'malformed line')})"
-            f"{' in this run' if args.resume else ''}")
-    if args.resume:
-        ex = output.existing
-        line += (f"; {plural(ex.rows + writer.restored, 'row')} {'was' if ex.rows + writer.restored == 1 else 'were'} "
-                 f"already there ({ex.rows} in {args.output}, {writer.restored} restored from {output.journal_path})")
-    return f"{line} -> {args.output}"
+    return report_done(args, output, malformed)
 
 
 def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
