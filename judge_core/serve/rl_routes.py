@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from ..rewards.chat import instruction_text
 from ..rewards.modes import MODES, RewardGroup, SampleReward, count_matchups, expand_groups, group_rewards
 from .groups import GroupBarrier, GroupMismatch, GroupTimeout
 from .requests import RequestError, check_pair_count, openrlhf_items
@@ -66,14 +67,6 @@ def rl_options(params: Mapping[str, Any], where: str = "query parameter") -> RLO
             raise RequestError(422, f"{where} 'group_timeout_s' must be a positive number of seconds, got "
                                     f"{params.get('group_timeout_s')!r}")
     return RLOptions(mode, size, on_timeout, timeout)
-
-
-def instruction_of(prompt: Any) -> Any:
-    """A chat prompt (list of {"role", "content"}) -> its last user message; a string as is."""
-    if isinstance(prompt, list):
-        users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return users[-1] if users else None
-    return prompt
 
 
 class RLRoutes:
@@ -160,7 +153,7 @@ def register_rl_routes(app, handle, rl: RLRoutes) -> None:
             if not isinstance(data, dict):
                 raise RequestError(422, f"request body must be a JSON object, got {type(data).__name__}")
             options = rl_options(request.query_params)
-            instruction = instruction_of(data.get("prompt"))
+            instruction = instruction_text(data.get("prompt"))
             if not isinstance(instruction, str):
                 raise RequestError(422, "field 'prompt' must be a string or a chat (a list of messages with a user turn)")
             response = _str_field(data, "response")
