@@ -27,7 +27,6 @@ Three ways to reach the judge, the same numbers (judge_core.rewards.modes):
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Any, Callable, Sequence
 
@@ -117,11 +116,14 @@ def _client(url_or_client, timeout: float):
     return url_or_client if isinstance(url_or_client, JudgeClient) else JudgeClient(url_or_client, timeout=timeout)
 
 
+def _groups_body(groups: list[RewardGroup]) -> list[dict]:
+    return [{"instruction": g.instruction, "responses": list(g.responses), "mode": g.resolved_mode,
+             **({"reference": g.reference} if g.reference is not None else {})} for g in groups]
+
+
 def _http_score(client) -> Callable[[list[RewardGroup]], list[list[SampleReward]]]:
     def score(groups: list[RewardGroup]) -> list[list[SampleReward]]:
-        body = [{"instruction": g.instruction, "responses": list(g.responses), "mode": g.resolved_mode,
-                 **({"reference": g.reference} if g.reference is not None else {})} for g in groups]
-        return client.sample_rewards(body) if body else []
+        return client.sample_rewards(_groups_body(groups)) if groups else []
 
     return score
 
@@ -134,19 +136,22 @@ def http_reward_func(url_or_client, *, mode: str | None = None, reference_column
     return fn
 
 
-def async_http_reward_func(url_or_client, *, mode: str | None = None, reference_column: str | None = None,
-                           name: str | None = None, timeout: float = 600.0):
+def async_http_reward_func(url: str, *, mode: str | None = None, reference_column: str | None = None,
+                           name: str | None = None, timeout: float = 600.0, api_key: str | None = None):
     """The async twin of `http_reward_func` (TRL awaits async reward functions on its own loop, so
-    the HTTP wait overlaps other reward functions). The request runs on a worker thread."""
-    sync = http_reward_func(url_or_client, mode=mode, reference_column=reference_column, name=name, timeout=timeout)
+    the HTTP wait overlaps other reward functions): judge_core.async_client, no thread."""
+    from ..async_client import AsyncJudgeClient
+
+    client = AsyncJudgeClient(url, api_key=api_key, timeout=timeout)
+    shape = _RewardFunc(lambda groups: [], mode, reference_column, "")  # grouping and logging only
 
     async def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        groups = sync.groups(prompts, completions, kwargs)
-        rows = await asyncio.to_thread(sync.score, groups)
-        return sync.finish(rows, kwargs)
+        groups = shape.groups(prompts, completions, kwargs)
+        rows = await client.sample_rewards(_groups_body(groups)) if groups else []
+        return shape.finish(rows, kwargs)
 
-    reward.__name__ = name or f"judge_http_async_{sync.mode}"
-    reward.inner = sync  # last_samples live here
+    reward.__name__ = name or f"judge_http_async_{shape.mode}"
+    reward.details = shape  # .last_samples: the last call's SampleRewards
     return reward
 
 

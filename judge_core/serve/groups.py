@@ -8,9 +8,10 @@ in-process), and every member reads its own SampleReward. Members are ordered by
 modes' results for a member do not depend on that order (bootstrap picks its reference by content).
 
 On timeout every waiting member gets GroupTimeout (the route answers with an error, or with the
-anchor fallback against the member's reference, by the request's `on_timeout`). A group id that
-completed or timed out is remembered (bounded) so a late or retried member gets an answer at once
-instead of waiting for a group that will never fill.
+anchor fallback against the member's reference, by the request's `on_timeout`). A unique group id
+(verl's uid) that completed or timed out is remembered (bounded) so a late or retried member gets an
+answer at once instead of waiting for a group that will never fill; ids derived from the prompt text
+(OpenRLHF, slime: they send no group id) start a new group instead, since the prompt comes back.
 """
 
 from __future__ import annotations
@@ -71,14 +72,16 @@ class GroupBarrier:
         return len(self._open)
 
     async def join(self, group_id: str, size: int, mode: str, instruction: str, response: Any,
-                   score_group: ScoreGroup, timeout_s: float | None = None) -> SampleReward:
+                   score_group: ScoreGroup, timeout_s: float | None = None, reuse_ids: bool = False) -> SampleReward:
         """Wait for the group, score it once, return this member's SampleReward.
+        reuse_ids: a finished id starts a new group (ids derived from the prompt text recur every epoch);
+        otherwise (unique ids such as verl's uid) a late member of a finished group is answered at once.
         Raises GroupTimeout, GroupMismatch, OverflowError (too many open groups), or whatever
         `score_group` raised (for every member of the group)."""
         loop = asyncio.get_running_loop()
         group = self._open.get(group_id)
         if group is None:
-            state = self._finished.get(group_id)
+            state = None if reuse_ids else self._finished.get(group_id)
             if state == "timeout":
                 raise GroupTimeout(f"group {group_id!r} already timed out before it had {size} members")
             if state == "complete":

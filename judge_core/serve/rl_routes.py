@@ -84,7 +84,7 @@ class RLRoutes:
         return group_rewards([group], matchups, scores)[0]
 
     async def member(self, group_id: str | None, options: RLOptions, instruction: Any, response: Any,
-                     reference: Any) -> tuple[SampleReward, str | None]:
+                     reference: Any, reuse_ids: bool = False) -> tuple[SampleReward, str | None]:
         """-> (this sample's reward, "anchor" when it came from the timeout fallback, else None)."""
         mode = options.mode or ("anchor" if options.group_size is None else "round_robin")
         if mode == "anchor":
@@ -97,7 +97,7 @@ class RLRoutes:
         check_pair_count(need, f"a group of {options.group_size} in mode {mode!r}", self.limits)
         try:
             return await self.barrier.join(group_id, options.group_size, mode, instruction, response,
-                                           self.score_group, options.group_timeout_s), None
+                                           self.score_group, options.group_timeout_s, reuse_ids), None
         except GroupMismatch as e:
             raise RequestError(422, str(e)) from None
         except OverflowError as e:
@@ -114,7 +114,7 @@ class RLRoutes:
         """/get_reward?group_size=N: each item joins the group of its prompt (OpenRLHF sends no group id)."""
         queries, prompts, labels = openrlhf_items(data, self.limits)
         results = await asyncio.gather(*[
-            self.member(f"openrlhf\0{p}", options, p, split_query(q, p), label)
+            self.member(f"openrlhf\0{p}", options, p, split_query(q, p), label, reuse_ids=True)
             for q, p, label in zip(queries, prompts, labels)])
         return openrlhf_body([s for s, _ in results])
 
@@ -159,7 +159,8 @@ def register_rl_routes(app, handle, rl: RLRoutes) -> None:
             response = _str_field(data, "response")
             label = data.get("label")
             label = label if isinstance(label, str) and label else None
-            sample, _ = await rl.member(f"slime\0{instruction}", options, instruction, response, label)
+            sample, _ = await rl.member(f"slime\0{instruction}", options, instruction, response, label,
+                                       reuse_ids=True)
             if not sample.ok:
                 # slime expects a number; a sample the judge cannot score is a loud error, not a made-up value.
                 raise RequestError(422, f"cannot score this sample: {sample.error}")
