@@ -1,6 +1,7 @@
 """`python -m bench.serve`: the scoring service under load against offline `compare_many`.
 
     python -m bench.serve --model tiny --clients 8 --pairs-per-request 2 --n-pairs 64
+    python -m bench.serve --rl --model tiny --prompts 16 --group-size 8 --clients 64,4   (bench/serve_rl.py)
 
 1. Offline: the pairs through `Judge.compare_many` in this process (after a warm-up call): pairs/s.
 2. Served: `judge-core serve` started as a subprocess on loopback (its own interpreter, so the
@@ -146,6 +147,11 @@ def run_served(args, pairs, url: str):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--rl" in argv:  # RL-shaped traffic (OpenRLHF per-sample and whole-batch, groups per mode): bench/serve_rl.py
+        from bench.serve_rl import main as rl_main
+
+        return rl_main([a for a in argv if a != "--rl"])
     args = parse_args(argv)
     if args.threads:
         # Both sides get the same intra-op thread count: on a shared CPU, 2 spinning OpenMP threads

@@ -11,9 +11,8 @@
    extra_info=...)` (verl/experimental/reward_loop/reward_manager/naive.py, NaiveRewardManager.run_single;
    reward_kwargs merged in by verl/trainer/ppo/reward.py, get_custom_reward_fn; the module found by
    verl/utils/import_utils.py, load_module: "pkg://" or a file path, so this file uses absolute
-   imports). verl passes the
-   response only: the instruction is read from `extra_info` (keys "instruction", "question", "prompt":
-   put it there in the dataset's preprocessing).
+   imports). verl passes the response only: the instruction is read from `extra_info` (keys
+   "instruction", "question", "prompt": put it there in the dataset's preprocessing).
 
 2. `JudgeGroupRewardManager`, a reward-loop manager that forwards verl's `uid` (the id GRPO shares
    across the rollout.n samples of a prompt, verl/trainer/ppo/ray_trainer.py) as the group id, so the
