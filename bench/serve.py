@@ -35,11 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--backend", default="packed")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--token-budget", type=int, default=32768)
+    add_judge_arguments(p)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--pairs-per-request", type=int, default=2)
     p.add_argument("--n-pairs", type=int, default=64)
@@ -49,6 +45,15 @@ def parse_args(argv=None):
                    help="torch intra-op threads for both the offline run and the server (OMP_NUM_THREADS)")
     p.add_argument("--out", default="bench/out/serve.jsonl", help="JSONL file the row is appended to")
     return p.parse_args(argv)
+
+
+def add_judge_arguments(p) -> None:
+    """The judge both sides load (offline in this process, and the server), shared with bench/serve_rl.py."""
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--backend", default="packed")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--token-budget", type=int, default=32768)
 
 
 def free_port() -> int:
@@ -91,20 +96,27 @@ def start_server(args, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env)
 
 
-def run_served(args, pairs, url: str):
+def wait_healthy(url: str, timeout: float = 600.0) -> None:
+    """Until /health says ok (the model loaded and warmed up)."""
     from judge_core.client import JudgeClient, JudgeServerError
 
     client = JudgeClient(url, timeout=3600)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + timeout
     while True:
         try:
             if client.health()["status"] == "ok":
-                break
+                return
         except JudgeServerError:
             pass
         if time.monotonic() > deadline:
-            raise SystemExit("the server did not become healthy in 600 s")
+            raise SystemExit(f"the server did not become healthy in {timeout:.0f} s")
         time.sleep(0.2)
+
+
+def run_served(args, pairs, url: str):
+    from judge_core.client import JudgeClient
+
+    wait_healthy(url)
     k = args.pairs_per_request
     work: queue.Queue = queue.Queue()
     for start in range(0, len(pairs), k):

@@ -10,8 +10,8 @@ Traffic kinds (--traffic, all by default), each on the same groups (P prompts x 
                service's barrier scores each group in <mode> (anchor | round_robin | bootstrap).
                A client is one trainer worker: it sends its group's G members at once and waits
                for all, so C clients keep C groups in flight.
-For each kind: the offline time of the same pairs (`compute_rewards` in this process, after a
-warm-up), the served wall time (first send to last answer), ratio = offline / served, request
+For each row: the offline time of the same pairs (`compute_rewards` in this process, after a
+warm-up, measured right before the served run), the served wall time (first send to last answer), ratio = offline / served, request
 latency p50/p99. One JSON row per (kind, clients) is printed and appended to --out.
 The clients are asyncio coroutines in one thread (judge_core.async_client): 64 x 8 open requests
 cost no threads, and the client process stays small beside the server.
@@ -35,12 +35,10 @@ KINDS = ("single", "batch", "group_anchor", "group_round_robin", "group_bootstra
 
 
 def parse_args(argv=None):
+    from bench.serve import add_judge_arguments
+
     p = argparse.ArgumentParser(prog="python -m bench.serve --rl", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--backend", default="packed")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--token-budget", type=int, default=32768)
+    add_judge_arguments(p)
     p.add_argument("--prompts", type=int, default=16, help="prompts per rollout batch")
     p.add_argument("--group-size", type=int, default=8, help="samples per prompt")
     p.add_argument("--clients", default="64,4", help="comma-separated concurrent client counts")
@@ -84,22 +82,23 @@ def offline_groups(groups, kind: str):
     return [RewardGroup(g["instruction"], tuple(g["responses"]), None, mode) for g in groups]
 
 
-def run_offline(args, groups, kinds):
+def load_judge(args):
     from judge_core.api import Judge
     from judge_core.cli.model_arg import resolve_model
+
+    return Judge.from_pretrained(resolve_model(args.model), backend=args.backend, dtype=args.dtype,
+                                 device=args.device, token_budget=args.token_budget)
+
+
+def run_offline(judge, groups, kind):
+    """-> (seconds, pairs, SampleRewards) of the same pairs in this process, after a warm-up."""
     from judge_core.rewards import compute_rewards, count_matchups
 
-    judge = Judge.from_pretrained(resolve_model(args.model), backend=args.backend, dtype=args.dtype,
-                                  device=args.device, token_budget=args.token_budget)
-    compute_rewards(judge, offline_groups(groups[:2], "group_round_robin"))  # warm-up
-    out = {}
-    for kind in kinds:
-        reward_groups = offline_groups(groups, kind)
-        t0 = time.perf_counter()
-        rewards = compute_rewards(judge, reward_groups)
-        out[kind] = (time.perf_counter() - t0, sum(count_matchups(g) for g in reward_groups), rewards)
-        print(f"offline {kind}: {out[kind][1]} pairs in {out[kind][0]:.2f} s", file=sys.stderr)
-    return out
+    reward_groups = offline_groups(groups, kind)
+    compute_rewards(judge, reward_groups[:1])  # warm-up
+    t0 = time.perf_counter()
+    rewards = compute_rewards(judge, reward_groups)
+    return time.perf_counter() - t0, sum(count_matchups(g) for g in reward_groups), rewards
 
 
 async def _served(url: str, kind: str, groups, clients: int, group_size: int):
@@ -161,7 +160,7 @@ def served_rewards(kind: str, answers, groups, group_size: int) -> list[float]:
 
 
 def main(argv=None) -> int:
-    from bench.serve import free_port, metric_value, percentile, start_server
+    from bench.serve import free_port, metric_value, percentile, start_server, wait_healthy
 
     args = parse_args(argv)
     if args.threads:
@@ -171,34 +170,26 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
-    from judge_core.client import JudgeClient, JudgeServerError
     from judge_core.embedded import tokenizer_dir
 
     groups = build_groups(args, AutoTokenizer.from_pretrained(str(tokenizer_dir())))
-    offline = run_offline(args, groups, args.traffic)
+    judge = load_judge(args)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(args, port)
     rows = []
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if JudgeClient(url).health()["status"] == "ok":
-                    break
-            except JudgeServerError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not become healthy in 600 s")
-            time.sleep(0.2)
+        wait_healthy(url)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip()
         for kind in args.traffic:
             for clients in ([1] if kind == "batch" else args.clients):
+                # Offline right before served: on a shared machine the speed drifts by tens of percent
+                # within minutes, so each ratio compares two runs made side by side.
+                offline_s, pairs, offline_rewards = run_offline(judge, groups, kind)
                 t0 = time.perf_counter()
                 latencies, answers = asyncio.run(_served(url, kind, groups, clients, args.group_size))
                 seconds = time.perf_counter() - t0
-                offline_s, pairs, offline_rewards = offline[kind]
                 local = [s.reward for row in offline_rewards for s in row]
                 served = served_rewards(kind, answers, groups, args.group_size)
                 err = max(abs(a - b) for a, b in zip(served, local))

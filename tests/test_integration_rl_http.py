@@ -28,7 +28,6 @@ import asyncio
 import importlib.util
 import json
 import math
-import threading
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -43,6 +42,7 @@ from judge_core.serve.app import create_app  # noqa: E402
 from judge_core.serve.limits import ServeLimits  # noqa: E402
 from judge_core.serve.scheduler import Scheduler  # noqa: E402
 
+from concurrent_calls import concurrently  # noqa: E402
 from serve_server import RunningServer  # noqa: E402
 
 INSTRUCTION = "Write a two-line poem about rain."
@@ -66,20 +66,6 @@ def post(url: str, body) -> object:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
-
-
-def concurrently(fn, items):
-    out = [None] * len(items)
-
-    def run(k):
-        out[k] = fn(items[k])
-
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(items))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return out
 
 
 def expected(judge, instruction, responses, mode, reference=None) -> list[float]:

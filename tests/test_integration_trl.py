@@ -19,8 +19,8 @@ import time
 import pytest
 
 from judge_core.integrations.trl import (async_http_reward_func, http_reward_func, judge_reward_func,
-                                         online_dpo_reward_func, trl_groups)
-from judge_core.rewards import RewardGroup, bootstrap_pick, compute_rewards
+                                         online_dpo_reward_func)
+from judge_core.rewards import RewardGroup, bootstrap_pick
 
 PROMPTS = ["Write a line about rain.", "Describe the sea in five words.", "A haiku about snow, please.",
            "Say something about the moon."]
@@ -68,30 +68,23 @@ def test_real_grpo_step_uses_the_judge_rewards(judge, tmp_path):
                                           num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                                           head_dim=16, max_position_embeddings=512, tie_word_embeddings=True,
                                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
-    reward = judge_reward_func(judge, mode="round_robin")
-    calls = []
-
-    def recorded(prompts, completions, completion_ids=None, **kwargs):
-        out = reward(prompts, completions, completion_ids, **kwargs)
-        calls.append((list(prompts), list(completions), out))
-        return out
-
-    recorded.__name__ = reward.__name__
+    reward = judge_reward_func(judge, mode="round_robin")  # handed to TRL as is: a callable instance
     args = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, num_generations=4,
                       max_completion_length=12, learning_rate=1e-4, logging_steps=1, report_to="none",
                       use_cpu=True, bf16=False, save_strategy="no", seed=0, dataloader_num_workers=0)
-    trainer = GRPOTrainer(model=policy, reward_funcs=[recorded], args=args, processing_class=tokenizer,
+    trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, processing_class=tokenizer,
                           train_dataset=Dataset.from_dict({"prompt": PROMPTS}))
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    assert calls, "GRPOTrainer never called the reward function"
-    prompts, completions, rewards = calls[0]
-    print(f"GRPO step in {seconds:.1f} s; {len(completions)} completions, rewards:")
-    for p, c, r in zip(prompts, completions, rewards):
-        print(f"  {r:.6f}  {p[:30]!r} -> {c[:40]!r}")
-    groups = trl_groups(prompts, completions, None, "round_robin")
+    groups, rewards = reward.last_groups, [s.reward for s in reward.last_samples]
+    assert groups, "GRPOTrainer never called the reward function"
+    print(f"GRPO step in {seconds:.1f} s; {len(rewards)} completions, rewards:")
+    shown = [(g.instruction, c) for g in groups for c in g.responses]
+    for (instruction, completion), r in zip(shown, rewards):
+        print(f"  {r:.6f}  {instruction[:30]!r} -> {completion[:40]!r}")
     assert [len(g.responses) for g in groups] == [4, 4]  # 8 completions = 2 prompts x num_generations
+    assert all(g.instruction in PROMPTS for g in groups) and groups[0].instruction != groups[1].instruction
     expected = twin_rewards(judge, groups)
     err = max(abs(a - b) for a, b in zip(rewards, expected))
     print(f"rewards vs the judge's compare() per pair: max |d| = {err:.2e}")

@@ -19,6 +19,7 @@ from judge_core.serve.app import create_app  # noqa: E402
 from judge_core.serve.limits import ServeLimits  # noqa: E402
 from judge_core.serve.scheduler import Scheduler  # noqa: E402
 
+from concurrent_calls import concurrently  # noqa: E402
 from serve_server import RunningServer  # noqa: E402
 
 INSTRUCTION = "Write a two-line poem about rain."
@@ -79,18 +80,9 @@ def test_bad_sample_over_http_is_a_null_reward_with_its_error(url):
 
 def members(url, group_id, responses, group_size=None, **options):
     """Send each response as its own request, concurrently (as verl / OpenRLHF / slime workers do)."""
-    out: list = [None] * len(responses)
     size = group_size or len(responses)
-
-    def send(k):
-        out[k] = JudgeClient(url).group_reward(group_id, size, INSTRUCTION, responses[k], **options)
-
-    threads = [threading.Thread(target=send, args=(k,)) for k in range(len(responses))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return out
+    return concurrently(lambda r: JudgeClient(url).group_reward(group_id, size, INSTRUCTION, r, **options),
+                        list(responses))
 
 
 @pytest.mark.parametrize("mode", ["round_robin", "bootstrap"])

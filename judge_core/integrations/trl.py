@@ -84,13 +84,15 @@ class _RewardFunc:
         self.reference_column = reference_column
         self.score = score
         self.__name__ = name  # TRL names the reward's metrics after the function
-        self.last_samples: list[SampleReward] = []  # the last call's details, for inspection
+        self.last_groups: list[RewardGroup] = []    # the last call's groups and SampleRewards, for inspection
+        self.last_samples: list[SampleReward] = []
 
     def groups(self, prompts, completions, kwargs) -> list[RewardGroup]:
         if len(prompts) != len(completions):
             raise ValueError(f"got {len(prompts)} prompts for {len(completions)} completions")
         refs = _references(kwargs, self.reference_column if self.mode == "anchor" else None, len(prompts))
-        return trl_groups(prompts, completions, refs, self.mode)
+        self.last_groups = trl_groups(prompts, completions, refs, self.mode)
+        return self.last_groups
 
     def finish(self, rows: list[list[SampleReward]], kwargs) -> list[float]:
         self.last_samples = [s for row in rows for s in row]

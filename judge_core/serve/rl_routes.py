@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ..rewards.chat import instruction_text
 from ..rewards.modes import MODES, RewardGroup, SampleReward, count_matchups, expand_groups, group_rewards
@@ -95,9 +95,11 @@ class RLRoutes:
             raise RequestError(422, f"mode {mode!r} needs group_id and group_size (the barrier waits for the group)")
         need = count_matchups(RewardGroup("", ("",) * options.group_size, mode=mode))
         check_pair_count(need, f"a group of {options.group_size} in mode {mode!r}", self.limits)
+        # A member must be answered within the request timeout: the group's wait is capped below it.
+        timeout = min(options.group_timeout_s or self.barrier.default_timeout_s, self.limits.request_timeout_s / 2)
         try:
             return await self.barrier.join(group_id, options.group_size, mode, instruction, response,
-                                           self.score_group, options.group_timeout_s, reuse_ids), None
+                                           self.score_group, timeout, reuse_ids), None
         except GroupMismatch as e:
             raise RequestError(422, str(e)) from None
         except OverflowError as e:
