@@ -17,7 +17,7 @@ run of consecutive equal prompts (and equal references). A process that holds on
 The reference (mode "anchor") comes from a dataset column, passed by TRL as a keyword argument:
 `reference_column="reference"`.
 
-Three ways to reach the judge, the same numbers (judge_core.rewards.modes):
+Four functions, the same numbers (judge_core.rewards.modes):
 - judge_reward_func(judge, ...):      in-process, a `Judge`.
 - http_reward_func(url, ...):         over HTTP to `judge-core serve` (judge_core.client.JudgeClient).
 - async_http_reward_func(url, ...):   the async twin: TRL runs async reward functions on its own event
