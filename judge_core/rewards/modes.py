@@ -83,7 +83,8 @@ class SampleReward:
     p_ab / p_ba: P(sample wins) when shown as A / as B, averaged over its opponents; p_mean their mean.
     opponents:   verdicts averaged (anchor: 1; round_robin: n - 1; bootstrap: 1, or 0 for the reference).
     missing:     opponents whose pair could not be judged (left out of the means).
-    reference_index: bootstrap only: the group member used as the temporary reference.
+    reference_index: bootstrap only: the member used as the temporary reference, as an index in the
+                 group's order (input order; arrival order at the service's group barrier).
     error:       set when the reward is NaN (no verdict at all for this sample).
     """
 
