@@ -24,8 +24,9 @@ class HFBackend:
     counts_padding = True
 
     def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
-                 candidate_ids: list[int]):
-        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here)."""
+                 candidate_ids: list[int], full_vocab: bool = False):
+        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here). full_vocab: return
+        full-vocabulary log-probabilities of the candidates (a spec's readout "full"), not logits."""
         ckpt = Checkpoint.open(checkpoint)
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
@@ -38,10 +39,8 @@ class HFBackend:
         self.pad_id = int(pad) if pad is not None else 0  # any valid id: nothing ever reads it
         # The candidate rows only (a GPTQ head read dequantized), with bias and softcap if the model has them.
         self.head = read_candidate_head(self.model.get_output_embeddings(), candidate_ids,
-                                        softcap=getattr(text, "final_logit_softcapping", None))
-        self.head.rows = self.head.rows.to(self.device)
-        if self.head.bias is not None:
-            self.head.bias = self.head.bias.to(self.device)
+                                        softcap=getattr(text, "final_logit_softcapping", None),
+                                        full_vocab=full_vocab).to(self.device)
 
     def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
         return self.candidate_logits_async(batch).result()

@@ -51,13 +51,22 @@ class PackedBackend:
     counts_padding = False
 
     def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
-                 candidate_ids: list[int]):
-        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here)."""
+                 candidate_ids: list[int], full_vocab: bool = False):
+        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here). full_vocab: full-vocabulary
+        log-probabilities of the candidates (a spec's readout "full"), for tied-embedding models."""
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
         self.candidate_ids = [int(i) for i in candidate_ids]
         self.model = load_qwen3_5(checkpoint, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
         self.max_context = self.model.args.max_position_embeddings
+        self.full_head = None
+        if full_vocab:
+            from ..candidate_head import CandidateHead
+
+            if not self.model.args.tie_word_embeddings:
+                raise ValueError("readout 'full' on the packed backend needs tied embeddings (it keeps only the "
+                                 "candidate rows of an untied lm_head): use backend='hf'")
+            self.full_head = CandidateHead(self.model.output_rows, full_head=self.model.embed_tokens)
 
     @classmethod
     def from_hf_model(cls, hf_model: torch.nn.Module, *, candidate_ids: list[int], dtype: torch.dtype | None = None,
@@ -92,4 +101,6 @@ class PackedBackend:
             raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.max_context}")
         with device_scope(self.device):
             packed = PackedBatch.from_token_lists(batch, self.device)
+            if self.full_head is not None:
+                return PendingLogits(self.full_head(self.model.last_hidden(packed)))
             return PendingLogits(self.model(packed))

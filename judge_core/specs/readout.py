@@ -80,3 +80,15 @@ def point_score(spec: JudgeSpec, row: Sequence[float], tokens: int = 0) -> Point
     probs, mass = label_probabilities(spec, row)
     return PointScore(score=aggregate(spec, probs), probs=probs, mass=mass, logits=tuple(float(x) for x in row),
                       tokens=tokens)
+
+
+def pair_from_passes(spec: JudgeSpec, rows: Sequence[Sequence[float]], tokens: Sequence[int]):
+    """A pairwise kind's PairScore from its passes' two label values each (logits or logprobs: the softmax
+    over two is the same). With swap, the card's dual-pass average; without, pass 1 alone (pass2 then
+    repeats it mirrored, so that p1 = P(A) of pass 1)."""
+    from ..scoring import combine_passes
+
+    first = tuple(float(x) for x in rows[0])
+    if len(rows) > 1:
+        return combine_passes(first, tuple(float(x) for x in rows[1]), (tokens[0], tokens[1]))
+    return combine_passes(first, first[::-1], (tokens[0], tokens[0]))
