@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep-budgets", default="", help="e.g. 4096,8192,16384,32768,65536")
     s.add_argument("--sweep-lengths", default="", help="response tokens per point, e.g. 128,256,512,1024")
     s.add_argument("--sweep-pairs", type=int, default=4)
+    s.add_argument("--replicas", default="",
+                   help="also time judge_core on a local Ray with these replica counts, e.g. 1,2 (bench/replicas.py)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="output dir (default /tmp/judge_core_bench/<time>)")
     o.add_argument("--work-dir", default="/tmp/judge_core_bench", help="where built checkpoints go")
@@ -100,9 +102,16 @@ def main(argv: list[str] | None = None) -> int:
                       sweep_pairs=args.sweep_pairs, compare_quantization=args.compare_quantization, repeats=args.repeats, threads=args.threads, progress=not args.no_progress, work_dir=args.work_dir,
                       command=f"python -m bench {argv_text}")
     results = run_bench(cfg)
+    if args.replicas:  # Ray Data, 1 vs N replicas (on a shared 2-core CPU: Ray's overhead, not scaling)
+        from .replicas import format_row, replicas_rows
+
+        results["replicas"] = replicas_rows(args.model, args.n_pairs, replicas=_ints(args.replicas),
+                                            threads=args.threads or 1)
     out = args.out or os.path.join(args.work_dir, time.strftime("%Y%m%d-%H%M%S"))
     paths = write_all(results, out)
     print(markdown_table(results))
+    for row in results.get("replicas", []):
+        print(format_row(row))
     print(f"wrote {paths['json']}, {paths['markdown']}" + "".join(f", {p}" for p in paths["plots"]))
     return 0
 

@@ -26,7 +26,7 @@ def gptq_weight_bytes(config, *, group_size: int = 128, dtype_bytes: int = 2) ->
     `dtype_bytes`, tied embeddings counted once), computed on the meta device."""
     from transformers import AutoModelForCausalLM
 
-    from judge_core.gptq.loader import parameters_on_meta
+    from judge_core.loader import parameters_on_meta
     from judge_core.gptq.sequential import quantizable_linears
 
     with parameters_on_meta():

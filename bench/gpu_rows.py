@@ -93,7 +93,7 @@ def load_judge(path, backend, dtype, device, budget, tokenizer=None, quantizatio
     tokenizer again per system costs seconds on a busy host, and changes nothing measured)."""
     from judge_core import Judge
     from judge_core.backends import load_backend
-    from judge_core.checkpoint import quantization_config, read_config
+    from judge_core.checkpoint import Checkpoint
     from judge_core.fp8.load import plan_fp8
     from judge_core.prompts import candidate_token_ids
 
@@ -101,10 +101,9 @@ def load_judge(path, backend, dtype, device, budget, tokenizer=None, quantizatio
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
-    config = read_config(path)
-    quant = quantization_config(path, config)
-    engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidate_token_ids(tokenizer),
-                          config=config, quant=quant, fp8=plan_fp8(quantization, quant, device, fp8_compute))
+    ckpt = Checkpoint.open(path)
+    engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidate_token_ids(tokenizer),
+                          fp8=plan_fp8(quantization, ckpt.quant, device, fp8_compute))
     return Judge(engine, tokenizer, token_budget=budget)
 
 

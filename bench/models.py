@@ -19,7 +19,11 @@ MODEL_CHOICES = ("tiny", "4b-random")
 def resolve_model(model: str, work_dir: str | Path, *, seed: int = 0) -> tuple[str, str]:
     """(checkpoint dir, description). model: "tiny", "4b-random" (needs CUDA) or a checkpoint path."""
     work_dir = Path(work_dir)
-    if model == "tiny":
+    if model == "tiny" and seed == 0:  # the embedded judge, as `tiny` means everywhere (embedded.resolve_model)
+        from judge_core.embedded import resolve_model
+
+        return str(resolve_model("tiny")), "tiny random Qwen3.5 (hidden 64, 4 layers, vocab 248320, seed 0; embedded)"
+    if model == "tiny":  # another seed: a sibling of the embedded judge, built in the work dir
         from judge_core.embedded import build_checkpoint
 
         out = work_dir / f"tiny-qwen3_5-seed{seed}"

@@ -1,6 +1,7 @@
 """`python -m bench.serve`: the scoring service under load against offline `compare_many`.
 
     python -m bench.serve --model tiny --clients 8 --pairs-per-request 2 --n-pairs 64
+    python -m bench.serve --rl --model tiny --prompts 16 --group-size 8 --clients 64,4   (bench/serve_rl.py)
 
 1. Offline: the pairs through `Judge.compare_many` in this process (after a warm-up call): pairs/s.
 2. Served: `judge-core serve` started as a subprocess on loopback (its own interpreter, so the
@@ -34,11 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--backend", default="packed")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--token-budget", type=int, default=32768)
+    add_judge_arguments(p)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--pairs-per-request", type=int, default=2)
     p.add_argument("--n-pairs", type=int, default=64)
@@ -48,6 +45,15 @@ def parse_args(argv=None):
                    help="torch intra-op threads for both the offline run and the server (OMP_NUM_THREADS)")
     p.add_argument("--out", default="bench/out/serve.jsonl", help="JSONL file the row is appended to")
     return p.parse_args(argv)
+
+
+def add_judge_arguments(p) -> None:
+    """The judge both sides load (offline in this process, and the server), shared with bench/serve_rl.py."""
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--backend", default="packed")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--token-budget", type=int, default=32768)
 
 
 def free_port() -> int:
@@ -90,20 +96,27 @@ def start_server(args, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env)
 
 
-def run_served(args, pairs, url: str):
+def wait_healthy(url: str, timeout: float = 600.0) -> None:
+    """Until /health says ok (the model loaded and warmed up)."""
     from judge_core.client import JudgeClient, JudgeServerError
 
     client = JudgeClient(url, timeout=3600)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + timeout
     while True:
         try:
             if client.health()["status"] == "ok":
-                break
+                return
         except JudgeServerError:
             pass
         if time.monotonic() > deadline:
-            raise SystemExit("the server did not become healthy in 600 s")
+            raise SystemExit(f"the server did not become healthy in {timeout:.0f} s")
         time.sleep(0.2)
+
+
+def run_served(args, pairs, url: str):
+    from judge_core.client import JudgeClient
+
+    wait_healthy(url)
     k = args.pairs_per_request
     work: queue.Queue = queue.Queue()
     for start in range(0, len(pairs), k):
@@ -146,6 +159,11 @@ def run_served(args, pairs, url: str):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--rl" in argv:  # RL-shaped traffic (OpenRLHF per-sample and whole-batch, groups per mode): bench/serve_rl.py
+        from bench.serve_rl import main as rl_main
+
+        return rl_main([a for a in argv if a != "--rl"])
     args = parse_args(argv)
     if args.threads:
         # Both sides get the same intra-op thread count: on a shared CPU, 2 spinning OpenMP threads

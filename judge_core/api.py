@@ -18,15 +18,17 @@ import numpy as np
 import torch
 
 from .backends import check_backend_name, load_backend
-from .checkpoint import quantization_config, read_config, resolve, text_config
+from .checkpoint import Checkpoint
 from .chunks import prepared_chunks
 from .dtypes import resolve_device, resolve_dtype
+from .embedded.resolve import resolve_model
 from .plan import plan_batches
 from .prefix import PrefixPolicy, plan_shared_batches
 from .prepare import PreparedPairs, pair_score
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
 from .scoring import PairScore
+from .threads import check_threads, configure_threads
 
 def check_token_budget(token_budget) -> int | str:
     if token_budget == "auto":
@@ -74,8 +76,10 @@ class Judge:
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | None = None,
                         quantization: str | None = None, fp8_compute: str = "auto",
-                        warmup: bool | None = None, share_prefixes: bool = True) -> "Judge":
-        """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
+                        warmup: bool | None = None, threads: int | str | None = None,
+                        share_prefixes: bool = True) -> "Judge":
+        """A judge over "tiny" (the embedded tiny random judge, built once; no revision), a local
+        checkpoint dir or a hub repo id (through the Hugging Face cache): judge_core.embedded.resolve_model.
 
         dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
         backend: "auto" (packed where it loads the checkpoint, else hf), "packed" or "hf".
@@ -89,34 +93,38 @@ class Judge:
             on the CPU where torch's CPU build has row-wise fp8 _scaled_mm, as 2.13 does: the GPU's call,
             no faster there than the twin).
         warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
+        threads: torch's CPU threads when the model runs on the CPU (torch.set_num_threads, process-wide):
+            a number, "auto" (no more than the free cores: judge_core.threads) or None (default: torch's
+            setting is left as it is; the command line defaults to "auto").
         share_prefixes: compute each prefix that prompts of a batch share once (default on; the packed
             backend does it, hf computes every prompt whole). Same numbers within float rounding.
         """
         from transformers import AutoTokenizer
 
-        from .fp8.load import check_fp8_compute, check_quantization, plan_fp8
+        from .fp8.load import check_fp8_compute, plan_fp8
+        from .quant import check_quantization
 
         # Every argument is checked before anything is loaded or downloaded.
         quantization = check_quantization(quantization)
         check_fp8_compute(fp8_compute)
         check_token_budget(token_budget)
         check_backend_name(backend)
+        check_threads(threads)
         template_kwargs = check_template_kwargs(chat_template_kwargs)
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        path = resolve(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
-        config = read_config(path)
-        quant = quantization_config(path, config)
-        fp8 = plan_fp8(quantization, quant, device, fp8_compute, where=str(path))
+        ckpt = Checkpoint.open(resolve_model(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir))
+        path = ckpt.path
+        configure_threads(threads, device)  # before the load: it runs torch ops too
+        fp8 = plan_fp8(quantization, ckpt.quant, device, fp8_compute, where=str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         candidates = candidate_token_ids(tokenizer)
-        engine = load_backend(backend, path, dtype=dtype, device=device, candidate_ids=candidates, config=config,
-                              quant=quant, fp8=fp8)
+        engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidates, fp8=fp8)
         if token_budget == "auto":
             from .memory import auto_token_budget
 
             # Activations are as wide as the compute dtype: fp32 needs twice bf16's memory per token.
-            token_budget = auto_token_budget(text_config(config), device, dtype_bytes=engine.dtype.itemsize)
+            token_budget = auto_token_budget(ckpt.text, device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs, share_prefixes=share_prefixes)
         judge.path = path

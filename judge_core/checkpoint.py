@@ -1,15 +1,17 @@
 """A checkpoint on disk: where it is, its config, its tensors, its quantization. The ground floor.
 
-Every loader (the hf and packed backends, GPTQ, FP8, the quantizers, the reference twin) goes through
-here, and this module imports nothing of judge_core, so any of them can use it without an import circle.
+Every loader (the hf and packed backends, the quantization plug-ins, the quantizers, the reference
+twin) goes through here. One load opens the checkpoint once and passes the `Checkpoint` down:
 
-    path = resolve("selfhypnosis-ai/Qwen3.5-4B-Creative-Writing-Judge")   # local dir or HF cache snapshot
-    config = read_config(path); text = text_config(config)
-    reader = TensorReader(path)            # causal-LM keys ("model.layers.0...") for both layouts
-    quant = quantization_config(path)      # {"quant_method": "gptq" | "fp8", ...} or None
+    ckpt = Checkpoint.open("selfhypnosis-ai/Qwen3.5-4B-Creative-Writing-Judge")  # local dir or HF cache
+    ckpt.config, ckpt.text      # config.json, read once; the language model's part of it, found once
+    ckpt.quant                  # judge_core.quant.Quantization (method + typed config) or None
+    reader = TensorReader(ckpt.path)    # causal-LM keys ("model.layers.0...") for both layouts
 
 Hub ids resolve through huggingface_hub: the Hugging Face cache first (HF_HUB_CACHE, else
 HF_HOME/hub, read when called, not at import), then a download unless HF_HUB_OFFLINE is set.
+This module imports nothing of judge_core at import time; `Checkpoint.open` asks judge_core.quant (the
+one table of quantization methods) to parse the quantization config.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -103,9 +106,10 @@ def _resolve_repo(repo_id: str, revision, token, cache_dir) -> Path:
     if path is not None and (path / "config.json").is_file():
         return path
     if hub_offline():
+        download = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
         raise CheckpointError(f"{where} is not in the Hugging Face cache {cache} and HF_HUB_OFFLINE is set: "
-                              f"download it first (`hf download {repo_id}`), point HF_HUB_CACHE / HF_HOME at "
-                              "the cache that holds it, or pass a local directory")
+                              f"download it first (`{download}`), point HF_HUB_CACHE / HF_HOME at the cache that "
+                              f"holds it, or pass a local directory; {_cached_revisions_hint(cache, repo_id)}")
     try:
         path = Path(snapshot_download(repo_id, revision=revision, cache_dir=str(cache), token=token,
                                       allow_patterns=HUB_FILES))
@@ -117,9 +121,22 @@ def _resolve_repo(repo_id: str, revision, token, cache_dir) -> Path:
     return path
 
 
+def _cached_revisions_hint(cache: Path, repo_id: str) -> str:
+    """What the cache holds of `repo_id`, as a hint to pick one with --revision / revision=."""
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    refs = sorted(p.name for p in (repo_dir / "refs").glob("*") if p.is_file()) if (repo_dir / "refs").is_dir() else []
+    snapshots = sorted(p.name for p in (repo_dir / "snapshots").glob("*") if (p / "config.json").is_file()) \
+        if (repo_dir / "snapshots").is_dir() else []
+    if not refs and not snapshots:
+        return ("a specific branch, tag or commit is chosen with --revision (revision= in Python), "
+                "the default being main")
+    held = ", ".join([*refs, *(s[:12] for s in snapshots)][:6])
+    return f"the cache holds {repo_id} at: {held}: choose one with --revision (revision= in Python)"
+
+
 # -- config -------------------------------------------------------------------------------------------
 def read_config(path: str | os.PathLike) -> dict:
-    """config.json of a resolved checkpoint directory, as a dict."""
+    """config.json of a resolved checkpoint directory, as a dict. The one place judge_core reads it."""
     file = Path(path) / "config.json"
     try:
         return json.loads(file.read_text(encoding="utf-8"))
@@ -129,20 +146,26 @@ def read_config(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{file}: not valid JSON ({e})") from e
 
 
-def text_config(config: dict) -> dict:
-    """The language model's part of a config dict (multimodal checkpoints nest it under text_config)."""
-    return config.get("text_config") or config
+def text_config(config):
+    """The language model's part of a config: multimodal checkpoints nest it under `text_config`.
+
+    The one lookup for every caller: a config.json dict, or a transformers config object."""
+    if isinstance(config, dict):
+        return config.get("text_config") or config
+    return getattr(config, "text_config", None) or config
 
 
-def quantization_config(path: str | os.PathLike, config: dict | None = None) -> dict | None:
-    """The checkpoint's quantization config with `quant_method` lower-cased, or None when not quantized.
+def quantization_json(path: str | os.PathLike, config: dict) -> dict | None:
+    """The checkpoint's raw quantization config with `quant_method` lower-cased, or None when float.
 
     Looked up in config.json (top level, then text_config), then in auto-gptq's legacy
-    quantize_config.json (which implies GPTQ and may omit quant_method).
+    quantize_config.json (which implies GPTQ and may omit quant_method). Not validated here: that is
+    the plug-in's `parse` (judge_core.quant).
     """
-    config = read_config(path) if config is None else config
     quant = config.get("quantization_config") or text_config(config).get("quantization_config")
     if quant:
+        if not isinstance(quant, dict):
+            raise CheckpointError(f"{path}/config.json: quantization_config={quant!r} is not a JSON object")
         return dict(quant, quant_method=str(quant.get("quant_method", "gptq")).lower())
     legacy = Path(path) / "quantize_config.json"
     if legacy.is_file():
@@ -150,10 +173,47 @@ def quantization_config(path: str | os.PathLike, config: dict | None = None) -> 
     return None
 
 
-def quant_method(path: str | os.PathLike, config: dict | None = None) -> str | None:
-    """"gptq", "fp8", ... or None for a float checkpoint."""
-    quant = quantization_config(path, config)
-    return None if quant is None else quant["quant_method"]
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint as a load sees it, built once and passed to every loader.
+
+    path: the resolved local directory ("in-memory model" for `from_config` without one).
+    config: config.json as a dict. text: its language-model part (`text_config(config)`).
+    quant: the parsed quantization (judge_core.quant.Quantization: `.method`, `.config`, `.plugin`),
+        None for a float checkpoint.
+    """
+
+    path: Path
+    config: dict
+    quant: Any = None
+    text: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "text", text_config(self.config))
+
+    @property
+    def quant_method(self) -> str | None:
+        """"gptq", "fp8", ... or None for a float checkpoint."""
+        return None if self.quant is None else self.quant.method
+
+    @classmethod
+    def open(cls, path_or_repo_id: "str | os.PathLike | Checkpoint", revision: str | None = None,
+             token: str | bool | None = None, cache_dir: str | os.PathLike | None = None) -> "Checkpoint":
+        """Resolve (local dir or hub id), read config.json once, parse the quantization once.
+
+        A Checkpoint passed in is returned as it is (loaders accept either)."""
+        if isinstance(path_or_repo_id, Checkpoint):
+            return path_or_repo_id
+        path = resolve(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
+        return cls.from_config(read_config(path), path)
+
+    @classmethod
+    def from_config(cls, config: dict, path: str | os.PathLike = "in-memory model") -> "Checkpoint":
+        """A Checkpoint over a config already in hand (an in-memory model's, or one read by `open`)."""
+        from .quant import detect
+
+        where = f"{path}/config.json quantization_config"
+        return cls(Path(path), config, detect(quantization_json(path, config), where))
 
 
 # -- tensors --------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Sequence
 
+from .rewards.modes import SampleReward  # pure Python, standard library only
+
 
 class JudgeServerError(RuntimeError):
     """The server answered with an error status (or could not be reached: status 0)."""
@@ -42,6 +44,25 @@ class JudgeClient:
     def rewards(self, groups: Sequence[dict]) -> list[list[float | None]]:
         """groups: {instruction, responses: [...], reference?}. -> per group, each response's reward (0..1)."""
         return self._request("POST", "/v1/rewards", {"groups": list(groups)})["rewards"]
+
+    def sample_rewards(self, groups: Sequence[dict], mode: str | None = None) -> list[list[SampleReward]]:
+        """Like `rewards`, with p_ab, p_ba, p_mean per sample (judge_core.rewards.SampleReward; NaN reward
+        and `error` for a sample the judge could not score). mode: the default for groups without one."""
+        body: dict = {"groups": list(groups)}
+        if mode is not None:
+            body["mode"] = mode
+        details = self._request("POST", "/v1/rewards", body)["details"]
+        return [[SampleReward.from_dict(d) for d in row] for row in details]
+
+    def group_reward(self, group_id: str, group_size: int, instruction: str, response: str, *,
+                     reference: str | None = None, mode: str | None = None, on_timeout: str | None = None,
+                     group_timeout_s: float | None = None) -> SampleReward:
+        """One sample of a group (/v1/group_reward): the server waits for the group's other members
+        (the group barrier) and scores the group in `mode` (default round_robin)."""
+        body = {"group_id": group_id, "group_size": group_size, "instruction": instruction, "response": response,
+                "reference": reference, "mode": mode, "on_timeout": on_timeout, "group_timeout_s": group_timeout_s}
+        return SampleReward.from_dict(self._request("POST", "/v1/group_reward",
+                                                    {k: v for k, v in body.items() if v is not None}))
 
     def health(self) -> dict:
         """The /health body; raises JudgeServerError(503) while the model loads or warms up."""

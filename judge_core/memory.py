@@ -63,10 +63,9 @@ def _get(cfg, name, default=0):
 
 
 def _text_config(model_or_config):
-    cfg = getattr(model_or_config, "config", model_or_config)
-    if isinstance(cfg, dict):
-        return cfg.get("text_config") or cfg
-    return getattr(cfg, "text_config", None) or cfg
+    from .checkpoint import text_config
+
+    return text_config(getattr(model_or_config, "config", model_or_config))
 
 
 def bytes_per_token(config, dtype_bytes: int = 2) -> int:

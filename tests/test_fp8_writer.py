@@ -70,11 +70,20 @@ def test_written_checkpoint(tiny_ckpt_factory, tmp_path, layout):
 
 
 def test_whole_blocks_only_and_refusals(tiny_text_ckpt, tmp_path, caplog):
-    out = write_fp8_checkpoint(tiny_text_ckpt, tmp_path / "b128")   # the tiny widths (64) are not whole 128 blocks
+    # the tiny widths (32..128) are no whole 128x128 blocks: a copy labelled fp8 with no fp8 weight is refused
+    with pytest.raises(ValueError, match=r"no weight fits the 128x128 block.*\[32, 64\].*\[128, 64\].*"
+                                         r"--fp8-block 32 64"):
+        write_fp8_checkpoint(tiny_text_ckpt, tmp_path / "b128")
+    assert not (tmp_path / "b128").exists()
+    # 64x64: most fit, k_proj / v_proj ([32, 64]) do not: written, with a warning that lists them
+    out = write_fp8_checkpoint(tiny_text_ckpt, tmp_path / "b64", block=(64, 64))
     cfg = FP8Config.from_json(json.loads((out / "config.json").read_text())["quantization_config"])
-    assert "nothing was quantized" in caplog.text
-    assert "model.layers.0.mlp.down_proj" in cfg.modules_to_not_convert
-    assert not any(k.endswith("weight_scale_inv") for k in _read_all(out))
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    print(warning)
+    assert "stayed in float" in warning and "model.layers.3.self_attn.k_proj [32, 64]" in warning
+    assert "model.layers.3.self_attn.k_proj" in cfg.modules_to_not_convert
+    assert "model.layers.0.mlp.down_proj" not in cfg.modules_to_not_convert
+    assert any(k.endswith("weight_scale_inv") for k in _read_all(out))
     with pytest.raises(ValueError, match="already quantized"):
         write_fp8_checkpoint(out, tmp_path / "again")
     with pytest.raises(ValueError, match="is the source dir"):

@@ -42,23 +42,27 @@ def test_contract(packed_text):
 
 def test_supports(tiny_text_ckpt, tiny_mm_ckpt, tiny_qwen3_ckpt):
     from judge_core.backends import choose_backend
-    from judge_core.checkpoint import read_config
+    from judge_core.checkpoint import Checkpoint
 
     cpu = torch.device("cpu")
-    assert supports(read_config(tiny_text_ckpt), cpu) and supports(read_config(tiny_mm_ckpt), cpu)
-    assert not supports(read_config(tiny_qwen3_ckpt), cpu)
-    assert choose_backend("auto", read_config(tiny_mm_ckpt), cpu) == "packed"
-    assert choose_backend("auto", read_config(tiny_qwen3_ckpt), cpu) == "hf"
+    text, mm, qwen3 = (Checkpoint.open(p) for p in (tiny_text_ckpt, tiny_mm_ckpt, tiny_qwen3_ckpt))
+    assert supports(text, cpu) and supports(mm, cpu)
+    assert not supports(qwen3, cpu)
+    assert choose_backend("auto", mm, cpu) == "packed"
+    assert choose_backend("auto", qwen3, cpu) == "hf"
 
 
 def test_gptq_checkpoint_matches_hf_gptq(tiny_text_ckpt, tmp_path):
-    """A GPTQ checkpoint: quantized layers as GPTQLinear (projection groups unfused) vs the hf GPTQ model."""
+    """A GPTQ checkpoint: projection groups fused as FusedGPTQLinear (GDN's in_proj_b / in_proj_a, too
+    narrow to pack in the tiny model, in its float GEMM) vs the hf GPTQ model."""
     from judge_core.gptq import load_gptq_model, quantize_checkpoint
-    from judge_core.models.linear import SplitLinear
+    from judge_core.gptq.fused import FusedGPTQLinear
 
     path = quantize_checkpoint(tiny_text_ckpt, tmp_path / "gptq", method="rtn", group_size=32, device="cpu")
     backend = PackedBackend(str(path), dtype=torch.float32, device=torch.device("cpu"), candidate_ids=CANDIDATES)
-    assert isinstance(backend.model.layers[3].self_attn.qkv_proj, SplitLinear)
+    qkv, gdn_in = backend.model.layers[3].self_attn.qkv_proj, backend.model.layers[0].linear_attn.in_proj
+    assert isinstance(qkv, FusedGPTQLinear) and qkv.float_weight is None
+    assert isinstance(gdn_in, FusedGPTQLinear) and gdn_in.quantized == [True, True, False, False]
     hf = load_gptq_model(path, dtype=torch.float32, device="cpu")
     prompts = _prompts([1, 64, 65, 9])
     got = backend.candidate_logits(prompts)

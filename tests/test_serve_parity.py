@@ -150,4 +150,5 @@ def test_rewards_and_get_reward_match_offline(judge):
     print(f"/get_reward vs offline verdicts: max |d| = {err:.2e}")
     assert err <= MERGED_TOLERANCE_PP / 100
     assert openrlhf["scores"] == openrlhf["rewards"]
-    assert openrlhf["extra_logs"] == {"judge_failed": [0.0] * (2 * len(responses))}
+    assert openrlhf["extra_logs"]["judge_failed"] == [0.0] * (2 * len(responses))
+    assert openrlhf["extra_logs"]["judge_p_mean"] == openrlhf["rewards"]  # logged beside p_ab and p_ba

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -51,14 +52,22 @@ def test_rank_cli_writes_every_report_and_reruns_from_cache(tmp_path, monkeypatc
     argv = ["rank", "synthetic-judge", str(items), "-o", str(out), "--rounds", "3", "--bootstrap-samples", "3",
             "--no-progress", "--seed", "5"]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "| 1 | a |" in printed and "+-" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "| 1 | a |" in printed and "±" in printed and "+-" not in printed + captured.err
+    # each mode's summary once, whether stdout and stderr go to one terminal or not
+    both = printed + captured.err
+    assert both.count("omega-squared") == 2 and both.count("Positional bias") == 2, both
+    # 3 bootstrap samples (and 3 prompts) behind a "95% interval": said, in the table's own text
+    assert "the 95% interval comes from only 3 bootstrap samples per writer (fewer than 20)" in printed
+    assert "the 95% interval comes from only 3 prompts" in printed
+    assert "compare_many calls" in captured.err and "1 pairs" not in both
     for mode in ("isolated", "bootstrap"):
         board = json.loads((out / f"leaderboard_{mode}.json").read_text())
         assert [row["writer"] for row in board] == ["a", "b", "c", "d"]
         with open(out / f"leaderboard_{mode}.csv", encoding="utf-8") as f:
             assert [row["writer"] for row in csv.DictReader(f)] == ["a", "b", "c", "d"]
-        assert "Elo +- spread" in (out / f"leaderboard_{mode}.md").read_text()
+        assert "Elo ± spread" in (out / f"leaderboard_{mode}.md").read_text()
         assert (out / f"leaderboard_{mode}.png").read_bytes()[:4] == b"\x89PNG"
     stats = _strict_json(out / "stats.json")
     assert stats["isolated"]["rounds"] == 3 and stats["bootstrap"]["tournaments"] == 3
@@ -97,11 +106,17 @@ def test_rank_cli_bad_input_messages(tmp_path, monkeypatch, capsys):
 
 def test_rank_cli_with_a_real_tiny_judge(tmp_path, tiny_text_ckpt, capsys):
     pytest.importorskip("judge_core.api")
+    model = tmp_path / "model"  # a checkpoint dir of this test's own, removed before the rerun below
+    model.mkdir()
+    for f in tiny_text_ckpt.iterdir():
+        (model / f.name).symlink_to(f)
     items = _items(tmp_path / "items.jsonl", writers="abc", prompts=2)
     out = tmp_path / "out"
-    rc = main(["rank", str(tiny_text_ckpt), str(items), "-o", str(out), "--rounds", "2", "--bootstrap-samples", "2",
-               "--no-progress", "--device", "cpu"])
-    assert rc == 0
+    argv = ["rank", str(model), str(items), "-o", str(out), "--rounds", "2", "--bootstrap-samples", "2",
+            "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert "judge: " in first.err  # the model loaded (the line judge_from_args prints)
     stats = _strict_json(out / "stats.json")
     for mode in ("isolated", "bootstrap"):
         s = stats[mode]
@@ -111,3 +126,13 @@ def test_rank_cli_with_a_real_tiny_judge(tmp_path, tiny_text_ckpt, capsys):
         assert len(stats[mode]["leaderboard"]) == 3
     cached = len((out / "judgements.jsonl").read_text().splitlines()) - 1
     assert cached == stats["cache"]["entries"] > 0
+
+    # the rerun finds every judgement in the cache: it must not load the model, which is gone now
+    shutil.rmtree(model)
+    capsys.readouterr()  # this test's own prints above
+    assert main(argv) == 0
+    second = capsys.readouterr()
+    print(second.err)
+    assert "judge: " not in second.err and "the model was not loaded" in second.err
+    assert "judgements: 0 judged" in second.err
+    assert second.out == first.out  # the same leaderboards

@@ -30,47 +30,50 @@ def check_backend_name(name: str) -> str:
     return name
 
 
-def choose_backend(name: str, config: dict, device: torch.device, quant: dict | None = None) -> str:
-    """Resolve "auto" from the config: packed where it supports the model, quantization and device, else hf."""
+def choose_backend(name: str, checkpoint, device: torch.device) -> str:
+    """Resolve "auto" for a Checkpoint: packed where it supports the model, quantization and device, else hf."""
     if check_backend_name(name) != "auto":
         return name
     from .packed import supports
 
-    return "packed" if supports(config, device, quant) else "hf"
+    return "packed" if supports(checkpoint, device) else "hf"
 
 
-def load_backend(name: str, path, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int],
-                 config: dict | None = None, quant: dict | None = None, fp8=None):
-    """Construct backend `name` over a resolved checkpoint dir ("auto" resolved against its config).
+def load_backend(name: str, checkpoint, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int],
+                 fp8=None, full_vocab: bool = False):
+    """Construct backend `name` over a Checkpoint (or a checkpoint dir / hub id, opened here), "auto"
+    resolved against it.
 
     fp8: a `judge_core.fp8.load.FP8Plan` (from `plan_fp8`, checked before loading) applied to the
     loaded model: quantize-at-load of a float checkpoint, and the FP8 compute of every fp8 layer.
+    full_vocab: the backend returns full-vocabulary log-probabilities of the candidates instead of their
+    logits (a spec with readout "full"); the candidate_logits contract is otherwise the same.
     """
-    backend = _construct(name, path, dtype=dtype, device=device, candidate_ids=candidate_ids, config=config,
-                         quant=quant)
+    from ..checkpoint import Checkpoint
+
+    backend = _construct(name, Checkpoint.open(checkpoint), dtype=dtype, device=device, candidate_ids=candidate_ids,
+                         full_vocab=full_vocab)
     if fp8 is not None:
         fp8.apply_(backend.model)
     return backend
 
 
-def _construct(name: str, path, *, dtype, device, candidate_ids, config, quant):
-    from ..checkpoint import quantization_config, read_config
+def _construct(name: str, ckpt, *, dtype, device, candidate_ids, full_vocab):
     from ..warmup import configure_kernel_caches
 
     if torch.device(device).type == "cuda":  # Triton runs only there: no cache dir on a CPU machine
         configure_kernel_caches()  # before any backend imports a Triton kernel: autotune choices persist on disk
-    config = read_config(path) if config is None else config
-    quant = quantization_config(path, config) if quant is None else quant
-    chosen = choose_backend(name, config, device, quant)
+    chosen = choose_backend(name, ckpt, device)
     if name == "auto" and chosen == "packed":
         try:
-            backend = _import("packed")(path, dtype=dtype, device=device, candidate_ids=candidate_ids)
+            backend = _import("packed")(ckpt, dtype=dtype, device=device, candidate_ids=candidate_ids,
+                                        full_vocab=full_vocab)
         except (ValueError, KeyError, NotImplementedError) as e:
-            log.warning("backend auto: packed cannot load %s (%s); using hf", path, e)
+            log.warning("backend auto: packed cannot load %s (%s); using hf", ckpt.path, e)
             chosen = "hf"
         else:
             log.info("backend auto: packed")
             return backend
     if name == "auto":
         log.info("backend auto: %s", chosen)
-    return _import(chosen)(path, dtype=dtype, device=device, candidate_ids=candidate_ids)
+    return _import(chosen)(ckpt, dtype=dtype, device=device, candidate_ids=candidate_ids, full_vocab=full_vocab)

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from ..candidate_head import read_candidate_head
+from ..checkpoint import Checkpoint, text_config
 from ..dtypes import check_dtype
 from ..loader import load_hf_model
 
@@ -26,21 +27,24 @@ class HFBackend:
     counts_padding = True
     shares_prefixes = False
 
-    def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
+    def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
+                 candidate_ids: list[int], full_vocab: bool = False):
+        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here). full_vocab: return
+        full-vocabulary log-probabilities of the candidates (a spec's readout "full"), not logits."""
+        ckpt = Checkpoint.open(checkpoint)
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
-        self.model = load_hf_model(path, dtype=dtype, device=self.device)
+        self.model = load_hf_model(ckpt, dtype=dtype, device=self.device)
         self.base = self.model.base_model  # embeddings + layers + final norm, no lm_head
-        text = self.model.config.get_text_config()
+        # The model's config object, not the dict: it holds the class defaults config.json may omit.
+        text = text_config(self.model.config)
         self.max_context = int(getattr(text, "max_position_embeddings", None) or 32768)
         pad = getattr(text, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0  # any valid id: nothing ever reads it
         # The candidate rows only (a GPTQ head read dequantized), with bias and softcap if the model has them.
         self.head = read_candidate_head(self.model.get_output_embeddings(), candidate_ids,
-                                        softcap=getattr(text, "final_logit_softcapping", None))
-        self.head.rows = self.head.rows.to(self.device)
-        if self.head.bias is not None:
-            self.head.bias = self.head.bias.to(self.device)
+                                        softcap=getattr(text, "final_logit_softcapping", None),
+                                        full_vocab=full_vocab).to(self.device)
 
     def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
         return self.candidate_logits_async(batch).result()

@@ -22,32 +22,27 @@ from typing import Sequence
 
 import torch
 
+from ..checkpoint import Checkpoint
 from ..dtypes import check_dtype
 from ..models.batch import PackedBatch
 from ..models.qwen3_5 import MODEL_TYPES, Qwen3_5Args
 from ..models.weights import load_qwen3_5
 from ..prefix import PrefixPolicy
 
-PACKED_QUANT_METHODS = ("gptq", "fp8")  # what models/weights.py reads besides float weights
-
-
-def supports(config: dict, device: torch.device | str | None = None, quant: dict | None = None) -> bool:
+def supports(checkpoint: Checkpoint, device: torch.device | str | None = None) -> bool:
     """True when `auto` should pick `packed`: a Qwen3.5 config this forward implements (text-only or
-    multimodal), float, GPTQ or FP8 weights, no head bias / logit softcap.
+    multimodal), no head bias / logit softcap. Every quantization judge_core reads (judge_core.quant)
+    loads here as in the hf backend.
 
     Any device: CUDA uses fla / our kernels where installed and correct torch paths where not; the CPU
     path is at least as fast as `hf` on the tiny model (measured, see module doc).
     """
-    from ..checkpoint import text_config
-
-    if config.get("model_type") not in MODEL_TYPES:
+    if checkpoint.config.get("model_type") not in MODEL_TYPES:
         return False
-    if quant is not None and quant.get("quant_method") not in PACKED_QUANT_METHODS:
-        return False
-    if text_config(config).get("final_logit_softcapping"):
+    if checkpoint.text.get("final_logit_softcapping"):
         return False
     try:
-        Qwen3_5Args.from_config(config)
+        Qwen3_5Args.from_config(checkpoint.config)
     except (KeyError, ValueError, TypeError):
         return False  # a Qwen3.5 variant this forward does not implement: hf handles it
     return True
@@ -58,12 +53,23 @@ class PackedBackend:
     counts_padding = False
     shares_prefixes = True   # `prefixes=PrefixPolicy(...)`: each shared prefix of a batch computed once
 
-    def __init__(self, path: str, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int]):
+    def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
+                 candidate_ids: list[int], full_vocab: bool = False):
+        """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here). full_vocab: full-vocabulary
+        log-probabilities of the candidates (a spec's readout "full"), for tied-embedding models."""
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
         self.candidate_ids = [int(i) for i in candidate_ids]
-        self.model = load_qwen3_5(path, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
+        self.model = load_qwen3_5(checkpoint, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
         self.max_context = self.model.args.max_position_embeddings
+        self.full_head = None
+        if full_vocab:
+            from ..candidate_head import CandidateHead
+
+            if not self.model.args.tie_word_embeddings:
+                raise ValueError("readout 'full' on the packed backend needs tied embeddings (it keeps only the "
+                                 "candidate rows of an untied lm_head): use backend='hf'")
+            self.full_head = CandidateHead(self.model.output_rows, full_head=self.model.embed_tokens)
 
     @classmethod
     def from_hf_model(cls, hf_model: torch.nn.Module, *, candidate_ids: list[int], dtype: torch.dtype | None = None,
@@ -101,4 +107,6 @@ class PackedBackend:
             raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.max_context}")
         with device_scope(self.device):
             packed = PackedBatch.from_token_lists(batch, self.device, prefixes=prefixes)
+            if self.full_head is not None:
+                return PendingLogits(self.full_head(self.model.last_hidden(packed)))
             return PendingLogits(self.model(packed))

@@ -6,16 +6,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..quant import QUANTIZATIONS
+
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="checkpoint directory or hub repo id (org/name, read from the Hugging Face "
-                                      "cache, downloaded unless HF_HUB_OFFLINE=1); `tiny` = the embedded random judge")
-    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) for a repo id")
+                                      "cache, downloaded unless HF_HUB_OFFLINE=1); `tiny` = the embedded random judge "
+                                      "(a directory named tiny is ./tiny)")
+    parser.add_argument("--revision", default=None,
+                        help="hub revision (branch, tag or commit) for a repo id (default: main); not for `tiny` "
+                             "or a local directory")
     parser.add_argument("--dtype", default=None, help="bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     parser.add_argument("--backend", default="auto", help="auto | hf | packed (default: auto)")
     parser.add_argument("--token-budget", default="32768",
-                        help="max tokens per forward batch, padding counted (default 32768), or `auto`")
+                        help="max tokens per forward batch, padding counted, or `auto` (default: 32768)")
     parser.add_argument("--unicode-json", action="store_true",
                         help="write the user JSON with ensure_ascii=False (the card's example; ~15%% fewer tokens)")
     parser.add_argument("--max-context", type=int, default=None,
@@ -23,24 +28,40 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
     parser.add_argument("--quantization", default="none",
-                        help="none | fp8 (default none: the checkpoint as stored, an FP8 checkpoint runs in fp8). "
+                        help=f"{' | '.join(QUANTIZATIONS)} (default: none = the checkpoint as stored, an FP8 checkpoint runs in fp8). "
                              "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
                              "CPU it runs the exact, slow twin")
     parser.add_argument("--no-share-prefixes", action="store_true",
                         help="compute every prompt whole (default: a prefix shared by prompts of a batch, on "
                              "token ids, is computed once on the packed backend)")
     parser.add_argument("--fp8-compute", default="auto",
-                        help="auto | twin | scaled_mm: how fp8 layers compute (default auto: scaled_mm on CUDA, "
+                        help="auto | twin | scaled_mm: how fp8 layers compute (default: auto = scaled_mm on CUDA, "
                              "twin on the CPU; scaled_mm on the CPU where torch has it, e.g. 2.13)")
+    add_threads_argument(parser)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """--threads, for every command that runs a model (judge_core.threads)."""
+    parser.add_argument("--threads", default="auto",
+                        help="torch CPU threads when the model runs on the CPU, or `auto` (default: auto = torch's "
+                             "count capped at the free cores: CPUs less the 1-minute load average, at least 1; "
+                             "an OMP_NUM_THREADS you set is kept)")
+
+
+def threads_problem(args) -> str | None:
+    """What is wrong with --threads, or None."""
+    from ..threads import parse_threads
+
+    try:
+        parse_threads(args.threads)
+    except ValueError as e:
+        return f"--threads {args.threads!r}: {e}"
+    return None
 
 
 def resolve_model(name: str, revision: str | None = None) -> str:
-    """A checkpoint directory for MODEL: `tiny`, a local dir or a hub repo id (judge_core.checkpoint.resolve)."""
-    if name == "tiny":
-        from ..embedded import default_checkpoint
-
-        return str(default_checkpoint())
-    from ..checkpoint import resolve
+    """A checkpoint directory for MODEL (judge_core.embedded.resolve_model: `tiny`, a local dir, a hub id)."""
+    from ..embedded.resolve import resolve_model as resolve
 
     return str(resolve(name, revision=revision))
 
@@ -55,7 +76,8 @@ def judge_argument_problem(args) -> str | None:
     """What is wrong with the judge options, found without loading anything; None when nothing is."""
     from ..backends import check_backend_name
     from ..dtypes import check_dtype, parse_dtype, resolve_device
-    from ..fp8.load import check_fp8_compute, check_quantization
+    from ..fp8.load import check_fp8_compute
+    from ..quant import check_quantization
 
     def positive(value) -> None:
         if value is not None and value < 1:
@@ -75,7 +97,12 @@ def judge_argument_problem(args) -> str | None:
             check(value)
         except ValueError as e:
             return f"{flag} {value!r}: {e}"
-    return None
+    from ..embedded.resolve import is_embedded
+
+    if args.revision is not None and is_embedded(args.model):
+        return (f"--revision {args.revision!r}: `{args.model}` is the embedded judge built on this machine and has no "
+                f"revisions; drop --revision, or name a hub repo id")
+    return threads_problem(args)
 
 
 def check_judge_arguments(args) -> None:
@@ -101,20 +128,27 @@ def judge_from_args(args, **overrides):
     """The Judge the options describe; a bad option or checkpoint ends the command with one line (exit 2).
 
     overrides: further Judge.from_pretrained arguments (e.g. warmup=False)."""
+    import torch
+
     from ..api import Judge
     from ..checkpoint import CheckpointError
+    from ..threads import parse_threads
+    from ..wording import plural
 
     check_judge_arguments(args)
     try:
-        judge = Judge.from_pretrained(resolve_model(args.model, args.revision), dtype=args.dtype, device=args.device,
+        judge = Judge.from_pretrained(args.model, revision=args.revision, dtype=args.dtype, device=args.device,
                                      backend=args.backend, token_budget=parse_budget(args.token_budget),
                                      ascii_json=not args.unicode_json, max_context=args.max_context,
                                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
                                      quantization=args.quantization, fp8_compute=args.fp8_compute,
+                                     threads=parse_threads(args.threads),
                                      share_prefixes=not getattr(args, "no_share_prefixes", False), **overrides)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
+    device = judge.backend.device
+    threads = f", {plural(torch.get_num_threads(), 'thread')}" if torch.device(device).type == "cpu" else ""
     print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "
-          f"{judge.backend.device}, token budget {judge.token_budget}"
+          f"{device}{threads}, token budget {judge.token_budget}"
           f"{', ' + judge.quantization if judge.quantization else ''})", file=sys.stderr)
     return judge

@@ -9,14 +9,18 @@ in the format of Qwen's FP8 releases (judge_core.fp8.format), read by transforme
 
 from __future__ import annotations
 
+from ..quant import METHODS
+from .model_arg import add_threads_argument
+
 HELP = "quantize a float judge checkpoint to GPTQ 4-bit (round-to-nearest or GPTQ) or to FP8 (e4m3, block-scaled)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("src", help="float checkpoint dir, hub repo id, or 'tiny' for the embedded tiny judge")
     parser.add_argument("out", help="output dir for the quantized checkpoint")
-    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) when SRC is a repo id")
-    parser.add_argument("--method", choices=("rtn", "gptq", "fp8"), default="gptq",
+    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) when SRC is a repo id (default: main); not for "
+                             "'tiny' or a local directory")
+    parser.add_argument("--method", choices=("rtn", *METHODS), default="gptq",  # rtn writes the gptq format
                         help="gptq: Hessian-based with calibration prompts (default); rtn: round-to-nearest, no data; "
                              "fp8: e4m3 weights with one scale per --fp8-block block (no data)")
     parser.add_argument("--fp8-block", type=int, nargs=2, default=(128, 128), metavar=("ROWS", "COLS"),
@@ -25,7 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--desc-act", action="store_true", help="act-order (gptq only): g_idx becomes scrambled")
     sym = parser.add_mutually_exclusive_group()
     sym.add_argument("--sym", dest="sym", action="store_true", default=True, help="symmetric zeros (default)")
-    sym.add_argument("--asym", dest="sym", action="store_false", help="asymmetric zeros")
+    sym.add_argument("--asym", dest="sym", action="store_false", help="asymmetric zeros (default: off, --sym)")
     parser.add_argument("--format", dest="checkpoint_format", choices=("gptq", "gptq_v2"), default="gptq",
                         help="gptq (v1: zeros stored minus one, what most readers expect) or gptq_v2")
     parser.add_argument("--calib", help="calibration pairs (JSONL/JSON of instruction, response_1, response_2); "
@@ -37,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", default="fp32",
                         help="fp32 | bf16 (as in `score --dtype`): dtype of the calibration forwards "
                              "(bf16 halves their memory; Hessians stay fp32)")
+    add_threads_argument(parser)
 
 
 def run(args) -> int:
@@ -45,13 +50,17 @@ def run(args) -> int:
     from ..checkpoint import CheckpointError
     from ..dtypes import check_dtype, parse_dtype, resolve_device
     from ..gptq import quantize_checkpoint
-    from .model_arg import usage_error
+    from ..threads import configure_threads, parse_threads
+    from .model_arg import threads_problem, usage_error
 
     try:
         dtype = check_dtype(parse_dtype(args.dtype))
         device = resolve_device(args.device)
     except ValueError as e:
         raise usage_error(str(e)) from None
+    if threads_problem(args):
+        raise usage_error(threads_problem(args))
+    configure_threads(parse_threads(args.threads), device)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.method == "fp8":
@@ -64,7 +73,7 @@ def run(args) -> int:
                                       desc_act=args.desc_act, sym=args.sym, checkpoint_format=args.checkpoint_format,
                                       calib=args.calib, calib_n=args.calib_n, calib_max_tokens=args.calib_max_tokens,
                                       damp=args.damp, device=device, compute_dtype=dtype, revision=args.revision)
-    except CheckpointError as e:
+    except (CheckpointError, ValueError) as e:  # a bad source, or options that do not fit it (e.g. the fp8 block)
         raise usage_error(str(e)) from None
     print(f"wrote {out}")
     return 0

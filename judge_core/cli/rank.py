@@ -33,40 +33,49 @@ def add_arguments(parser) -> None:
                         help="several responses of a writer to one prompt: first = lowest iteration always "
                              "plays (default); sample = one drawn per game under the seed")
     parser.add_argument("--seed", type=int, default=0, help="seed for pairing order, response_1 coin flips, bootstrap")
-    parser.add_argument("--max-chars", type=int, default=None, help="truncate each response to N characters")
-    parser.add_argument("--prompts", type=int, default=None, help="use only the first K prompt ids of the file")
+    parser.add_argument("--max-chars", type=int, default=None, help="truncate each response to N characters (default: whole responses)")
+    parser.add_argument("--prompts", type=int, default=None, help="use only the first K prompt ids of the file (default: all)")
     parser.add_argument("--head", type=int, default=10, help="leaderboard rows printed per mode (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .score_ray import add_ray_arguments
+
+    add_ray_arguments(parser)  # --replicas N: judge each round on N Ray replicas (score_ray.judge_pool)
 
 
 def build_judge(args):
     """The judge for this run (a seam: tests put a synthetic judge here)."""
     from .model_arg import judge_from_args
 
+    if getattr(args, "replicas", None) is not None:
+        from .score_ray import judge_pool
+
+        return judge_pool(args)
+
     return judge_from_args(args)
 
 
 def judge_label(args) -> str:
-    """What the cache file is tied to: the model and the options that change the prompt text.
+    """What the cache file is tied to: the model as named (embedded.model_label) and the options that
+    change the prompt text."""
+    from ..embedded.resolve import model_label
 
-    The model as the user named it (plus revision), not where it lives: moving JUDGE_CORE_CACHE or the
-    hub cache does not invalidate earlier judgements."""
-    if args.model == "tiny":
-        from ..embedded.checkpoint import EMBEDDED_NAME
-
-        model = f"tiny:{EMBEDDED_NAME}"
-    else:
-        model = args.model + (f"@{args.revision}" if getattr(args, "revision", None) else "")
-    return f"{model}|ascii_json={not args.unicode_json}|no_thinking={args.no_thinking}"
+    return f"{model_label(args.model, getattr(args, 'revision', None))}|ascii_json={not args.unicode_json}|" \
+           f"no_thinking={args.no_thinking}"
 
 
-class _ProgressJudge:
-    """Passes `progress=True` to a Judge's compare_many (a bar within each round); others as they are."""
+class LazyJudge:
+    """The judge, built at the first `compare_many` call: a rerun whose cache answers every judgement
+    never loads the model. Passes `progress` to a Judge's compare_many (a bar within each round)."""
 
-    def __init__(self, judge, progress: bool):
-        self.judge, self.progress = judge, progress
+    def __init__(self, load, progress: bool):
+        self._load, self.progress = load, progress
+        self.judge = None
+        self.loads = 0  # how many times the model was built (0 or 1)
 
     def compare_many(self, pairs):
+        if self.judge is None:
+            self.judge = self._load()
+            self.loads += 1
         try:
             return self.judge.compare_many(pairs, progress=self.progress)
         except TypeError as e:
@@ -75,21 +84,17 @@ class _ProgressJudge:
             return self.judge.compare_many(pairs)
 
 
-def _summary_line(mode: str, s: dict) -> str:
-    def f(value, digits=3):
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
-    return (f"{mode}: omega2 {f(s['omega_squared'])}, mean|Cliff d| {f(s['mean_abs_cliffs_delta'])}, "
-            f"combined {f(s['combined'], 2)}; position-1 pass share {f(s['positional_bias']['position1_win_share'])}; "
-            f"longer wins {f(s['length_bias']['longer_win_rate'])} by chars (margin {f(s['length_bias']['mean_margin_longer'], 2)} pts), "
-            f"{f(s['length_bias_words']['longer_win_rate'])} by words; "
-            f"games {s['games']}, failed {s['error_games']}, rematches {s['rematches']}")
-
-
 def run(args) -> int:
     from ..tournament import ItemsError, JudgementCache, RankSettings, load_items, rank
     from ..tournament.cache import CacheMismatchError
     from ..tournament.report import leaderboard_markdown, write_reports
+    from ..wording import plural
+    from .model_arg import judge_argument_problem
+
+    problem = judge_argument_problem(args)  # a bad option ends the run now, not at the first judgement
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     try:
         items = load_items(args.items, max_chars=args.max_chars, max_prompts=args.prompts)
@@ -98,7 +103,8 @@ def run(args) -> int:
         return 2
     for warning in items.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{len(items.writers)} writers x {len(items.prompt_ids)} prompts from {args.items}", file=sys.stderr)
+    print(f"{plural(len(items.writers), 'writer')} x {plural(len(items.prompt_ids), 'prompt')} from {args.items}",
+          file=sys.stderr)
 
     try:
         settings = RankSettings(
@@ -116,18 +122,18 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cache.loaded:
-        print(f"resuming: {cache.loaded} judgement(s) cached in {cache.path}", file=sys.stderr)
+        print(f"resuming: {plural(cache.loaded, 'judgement')} cached in {cache.path}", file=sys.stderr)
 
-    judge = _ProgressJudge(build_judge(args), progress=not args.no_progress)
+    judge = LazyJudge(lambda: build_judge(args), progress=not args.no_progress)
     modes = ("isolated", "bootstrap") if args.mode == "both" else (args.mode,)
     result = rank(judge, items, settings, modes=modes, cache=cache)
     written = write_reports(result, outdir)
 
-    for mode, mode_result in result.modes.items():
+    for mode_result in result.modes.values():  # the table, its statistics and warnings, once (stdout)
         print(leaderboard_markdown(mode_result, head=args.head))
-        print(_summary_line(mode, mode_result.stats), file=sys.stderr)
     c = result.cache
-    print(f"judgements: {c['misses']} judged, {c['hits']} from cache, in {c['judge_calls']} compare_many call(s)",
-          file=sys.stderr)
+    loaded = "" if judge.loads else "; the model was not loaded (the cache held every judgement)"
+    print(f"judgements: {c['misses']} judged, {c['hits']} from cache, in "
+          f"{plural(c['judge_calls'], 'compare_many call')}{loaded}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0

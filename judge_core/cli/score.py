@@ -1,31 +1,10 @@
 """`judge-core score MODEL INPUT.jsonl -o OUTPUT.jsonl`: one output row per input row, in input order.
 
-Input rows: {"id", "instruction", "response_1", "response_2"}; INPUT may be `-` (stdin) or `*.gz`.
-Output rows: {"id", "p1", "p2", "pass1", "pass2"} or {"id", "error"}. A line that cannot be judged
-(invalid UTF-8 or JSON, longer than --max-line-bytes, missing or non-string fields, a prompt over the
-model's context) becomes an error row naming its line; nothing is dropped. A row with no usable id
-(a string or integer) carries "line" (1-based) instead. Ids may repeat: the n-th row with id "x" is
-its own row.
-
-OUTPUT: `-` writes to stdout (progress and summary always go to stderr); a device or FIFO is written
-as is; `*.gz` is gzip (whole members, so it can be resumed). An existing non-empty OUTPUT is never
-touched unless --resume (continue it) or --overwrite (truncate it, once the model has loaded) is given.
-Options, input and OUTPUT are all checked before the model loads. One run at a time per OUTPUT (a lock
-on OUTPUT.lock names the PID holding it).
-
-Every verdict is saved as soon as it is finished: rows reach OUTPUT in input order, and finished rows
-still waiting for an earlier one are kept in OUTPUT.partial (deleted when the run completes). After a
-crash, Ctrl-C or kill, `--resume` drops a torn last row, takes the rows in OUTPUT and OUTPUT.partial
-as done and judges only the rest.
-
-Exit status (a partly failed run still exits 0: its verdicts are good and each failure is an error row
-counted in the summary; a script that needs every row checks the rows or the summary):
-  0    the run completed and at least one row was scored (or the input had no rows)
-  1    every row failed (nothing was scored: a wrong input format, say), or OUTPUT could not be
-       written (disk full: one line naming OUTPUT; rows already written stay valid, --resume goes on)
-  2    a usage error: a bad option, an unreadable input, OUTPUT in use or existing without --resume /
-       --overwrite, a model that does not load; nothing was written
-  130  Ctrl-C: "interrupted: N rows written, rerun with --resume"
+What a user sees of the rules (input, ids, OUTPUT and its sidecar files, --resume, exit status) is
+score_help.EPILOG, shown by `judge-core score --help`. How it is done: input rows are read as bytes with a bounded
+readline (score_input.py); OUTPUT is checked and locked before the model loads (score_output.py),
+checked against INPUT for --resume (score_resume.py), and written in input order as verdicts finish,
+rows finished early waiting in OUTPUT.partial (score_writer.py).
 """
 
 from __future__ import annotations
@@ -33,9 +12,15 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
+from ..wording import plural
+
 from .model_arg import add_judge_arguments, judge_argument_problem, judge_from_args
 from .score_input import count_lines, open_input, read_rows
+from .score_help import EPILOG  # noqa: F401 - shown by `judge-core score --help` (main.py)
 from .score_output import Output, OutputError, UsageError
+from .score_ray import add_ray_arguments, wants_ray
+from .score_report import report_done, report_interrupted
+from .score_resume import ResumeCheck, ResumeError
 
 HELP = "score pairs from a JSONL file into a JSONL file of verdicts"
 CHUNK = 4096  # input rows handed to compare_many at a time (its length sort works within a call)
@@ -52,6 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-line-bytes", type=int, default=4 << 20,
                         help="longer input lines become error rows unread (default 4 MiB)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(parser)  # --replicas N: the same job on Ray Data (score_ray.py)
 
 
 def check_options(args) -> None:
@@ -64,6 +50,10 @@ def check_options(args) -> None:
 
 
 def run(args) -> int:
+    if wants_ray(args):
+        from .score_ray import run as run_on_ray
+
+        return run_on_ray(args)
     stream = output = None
     try:
         check_options(args)
@@ -72,8 +62,12 @@ def run(args) -> int:
         except OSError as e:
             raise UsageError(f"cannot read input {args.input}: {e.strerror or e}") from None
         output = Output.prepare(args.output, input_path=args.input, resume=args.resume, overwrite=args.overwrite)
+        if args.resume and args.input != "-":  # stdin is checked as it is read (before anything is written)
+            _check_resume(args, output)
         return _score(args, stream, output)
     except UsageError as e:
+        if output is not None:
+            output.abort()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before judging started (_score handles it after)
@@ -86,11 +80,24 @@ def run(args) -> int:
             stream.close()
 
 
+def _check_resume(args, output: Output) -> None:
+    """OUTPUT (and its journal) against the whole of INPUT, before the model loads."""
+    with open_input(args.input) as again:
+        try:
+            _resume_check(args, output).check_all(read_rows(again, args.max_line_bytes))
+        except ResumeError as e:
+            raise UsageError(f"--resume: {e}") from None
+
+
+def _resume_check(args, output: Output) -> ResumeCheck:
+    return ResumeCheck(output.existing, args.output, "stdin" if args.input == "-" else args.input)
+
+
 def _score(args, stream, output: Output) -> int:
     ex = output.existing
     if args.resume:
-        print(f"resuming: {len(ex.done)} rows already in {args.output}, {len(ex.carried)} finished rows in "
-              f"{output.journal_path}", file=sys.stderr)
+        print(f"resuming: {plural(ex.rows, 'row')} already in {args.output}, {plural(len(ex.carried), 'finished row')} "
+              f"in {output.journal_path}", file=sys.stderr)
     try:
         try:
             judge = judge_from_args(args)  # a bad model or option: one line on stderr, SystemExit(2)
@@ -102,47 +109,37 @@ def _score(args, stream, output: Output) -> int:
             print(f"error: cannot load the model {args.model}: {e}", file=sys.stderr)
             return 2
         writer = output.open()
-        malformed = _judge_rows(args, judge, stream, writer, ex)
+        malformed = _judge_rows(args, judge, stream, writer, _resume_check(args, output))
         output.finish()
     except KeyboardInterrupt:
+        return report_interrupted(args, output, ex)
+    except ResumeError as e:  # stdin that does not continue OUTPUT: found before any row was written
         output.abort()
-        writer = output.writer
-        written = len(ex.done) + (writer.written if writer else 0)
-        kept = f" ({writer.waiting} more finished rows kept in {output.journal_path})" \
-            if writer and writer.journal and writer.waiting else ""
-        again = "rerun with --resume" if output.kind == "file" else f"{args.output} cannot be resumed"
-        print(f"interrupted: {written} rows written{kept}, {again}", file=sys.stderr)
-        return 130
+        print(f"error: --resume: {e}", file=sys.stderr)
+        return 2
     except OutputError as e:
         output.abort()
         print(f"error: {e}", file=sys.stderr)
         return 1
 
-    scored, failed = ex.scored + writer.scored, ex.failed + writer.failed
-    before = f"; {len(ex.done)} rows were already there" if args.resume else ""
-    print(f"done: {writer.scored} scored, {writer.failed} failed ({malformed} malformed lines){before} "
-          f"-> {args.output}", file=sys.stderr)
-    if failed and not scored:
-        print(f"error: every row failed ({failed}); see the error rows in {args.output}", file=sys.stderr)
-        return 1
-    return 0
+    return report_done(args, output, malformed)
 
 
-def _judge_rows(args, judge, stream, writer, ex) -> int:
-    """Judge every input row not done yet, chunk by chunk; returns the number of malformed lines."""
+def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
+    """Judge every input row OUTPUT does not hold yet, chunk by chunk; returns the number of malformed lines."""
     from tqdm.auto import tqdm
 
+    ex = check.ex
     lines = count_lines(args.input)
-    total = max(lines - len(ex.done), 0) if lines is not None else None
+    total = max(lines - ex.rows, 0) if lines is not None else None
     bar = tqdm(total=total, unit="pair", desc="judging", disable=args.no_progress, dynamic_ncols=True)
-    rows = read_rows(stream, args.max_line_bytes)
+    rows = check.pending(read_rows(stream, args.max_line_bytes))
     malformed = 0
     try:
         while chunk := list(islice(rows, CHUNK)):
-            todo = [row for row in chunk if row.key not in ex.done]
-            writer.expect([row.key for row in todo])
+            writer.expect([row.key for row in chunk])
             to_judge = []
-            for row in todo:
+            for row in chunk:
                 if row.key in ex.carried:
                     writer.put(row.key, ex.carried.pop(row.key), journaled=True)
                     bar.update(1)
@@ -163,4 +160,7 @@ def _judge_rows(args, judge, stream, writer, ex) -> int:
                 writer.put(row.key, {**row.ident, **score.to_dict()})
     finally:
         bar.close()
+    if ex.carried:  # only stdin gets here (a file INPUT was checked whole before the model loaded)
+        print(f"warning: {plural(len(ex.carried), 'finished row')} in {args.output}.partial answered no input row "
+              f"and were dropped", file=sys.stderr)
     return malformed

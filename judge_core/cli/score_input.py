@@ -22,12 +22,13 @@ SKIP_BLOCK = 1 << 20  # how much of an over-long line is read at a time while sk
 @dataclass(frozen=True)
 class InputRow:
     """One input line. key: ("id", id, occurrence) or ("line", line_no); ident: the output row's identity
-    fields; pair: the dict to judge, or None with `error` set."""
+    fields; pair: the dict to judge, or None with `error` set; line: its 1-based line number."""
 
     key: tuple
     ident: dict
     pair: dict | None = None
     error: str | None = None
+    line: int = 0
 
 
 def open_input(path: str) -> BinaryIO:
@@ -101,7 +102,7 @@ def read_rows(stream: BinaryIO, max_line_bytes: int) -> Iterator[InputRow]:
             yield _failed(line_no, "missing or invalid 'id' (a string or integer)")
             continue
         seen[ident] = occurrence = seen.get(ident, 0) + 1
-        yield InputRow(("id", ident, occurrence), {"id": ident}, pair=row)
+        yield InputRow(("id", ident, occurrence), {"id": ident}, pair=row, line=line_no)
 
 
 def parse_line(raw: bytes, line_no: int) -> dict | str:
@@ -126,4 +127,4 @@ def parse_line(raw: bytes, line_no: int) -> dict | str:
 def _failed(line_no: int, message: str) -> InputRow:
     if not message.startswith("line "):
         message = f"line {line_no}: {message}"
-    return InputRow(("line", line_no), {"id": None, "line": line_no}, error=message)
+    return InputRow(("line", line_no), {"id": None, "line": line_no}, error=message, line=line_no)

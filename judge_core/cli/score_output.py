@@ -2,8 +2,8 @@
 
 OUT is `-` (stdout), a non-regular file (device, FIFO: written as is), or a regular file, which is
 locked (an advisory flock on the sidecar OUT.lock, holding the PID; the kernel drops it when the holder
-dies), resumable (rows already in OUT, plus finished rows in the journal OUT.partial) and never
-unlinked: --overwrite truncates it in place, --resume truncates a torn tail off.
+dies), resumable (rows already in OUT, plus finished rows in the journal OUT.partial; score_resume.py
+checks them against the input) and never unlinked: --overwrite truncates it in place, --resume truncates a torn tail off.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .file_lock import FileLock
-from .score_resume import Existing, scan_previous
+from .score_resume import Existing, ResumeError, scan_previous
 from .score_writer import OrderedWriter, OutputError, Sink
 
 __all__ = ["Output", "OutputError", "UsageError"]
@@ -91,6 +91,8 @@ class Output:
                 self.existing = scan_previous(path, journal, gz=self.gz)
             except OSError as e:
                 raise UsageError(f"--resume: cannot read {e.filename or self.spec}: {e.strerror or e}") from None
+            except ResumeError as e:
+                raise UsageError(f"--resume: {e}") from None
 
     # -- after the model loaded --------------------------------------------------------------------
     def open(self) -> OrderedWriter:

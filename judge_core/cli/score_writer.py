@@ -17,6 +17,15 @@ from typing import BinaryIO
 GZIP_MEMBER_ROWS = 256  # rows per gzip member: small enough to lose little, large enough to compress
 
 
+def json_line(record: dict) -> bytes:
+    """One JSONL row as UTF-8. Text is kept readable (ensure_ascii=False) unless it holds a lone surrogate
+    (an id like "\\ud800" read from a JSON line), which UTF-8 cannot encode: that row is \\u-escaped."""
+    try:
+        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(record) + "\n").encode("ascii")
+
+
 class OutputError(Exception):
     """Writing to `name` failed (disk full, broken pipe, ...)."""
 
@@ -74,8 +83,10 @@ class OrderedWriter:
         self.cursor = 0
         self.ready: dict = {}
         self.written = 0
-        self.scored = 0
-        self.failed = 0
+        self.scored = 0  # verdicts of this run
+        self.failed = 0  # error rows of this run
+        self.restored_scored = 0  # rows a previous run finished, taken from the journal
+        self.restored_failed = 0
 
     def expect(self, keys: list) -> None:
         """The next rows, by key, in input order (the previous ones must all have been written)."""
@@ -91,11 +102,15 @@ class OrderedWriter:
         """One finished row (`journaled`: it came from the journal, do not journal it again)."""
         if self.finished(key):
             return
-        self.failed += "error" in record
-        self.scored += "error" not in record
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        if journaled:
+            self.restored_failed += "error" in record
+            self.restored_scored += "error" not in record
+        else:
+            self.failed += "error" in record
+            self.scored += "error" not in record
+        line = json_line(record)
         if self.journal is not None and not journaled and (self.journal_all or key != self.slots[self.cursor]):
-            self.journal.write((json.dumps({"key": list(key), "row": record}, ensure_ascii=False) + "\n").encode())
+            self.journal.write(json_line({"key": list(key), "row": record}))
             self.journal.flush()
         self.ready[key] = line
         moved = False
@@ -106,6 +121,10 @@ class OrderedWriter:
             moved = True
         if moved:
             self.sink.flush()
+
+    @property
+    def restored(self) -> int:
+        return self.restored_scored + self.restored_failed
 
     @property
     def waiting(self) -> int:

@@ -19,6 +19,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..warmup import configure_kernel_caches, warmup
+    from ..wording import plural
 
     caches = configure_kernel_caches()  # before the backend imports any Triton kernel
     from .model_arg import judge_from_args
@@ -26,6 +27,6 @@ def run(args) -> int:
     judge = judge_from_args(args, warmup=False)  # warmed up below, with a progress bar
     stats = warmup(judge.backend, judge.token_budget, judge.max_context, progress=True)
     print(f"warmed up {judge.backend.name} on {judge.backend.device} at a {judge.token_budget}-token budget: "
-          f"{stats['packs']} packs, {stats['tokens']:,} tokens in {stats['seconds']:.1f} s; "
+          f"{plural(stats['packs'], 'pack')}, {stats['tokens']:,} tokens in {stats['seconds']:.1f} s; "
           f"kernel cache: {caches['TRITON_CACHE_DIR']}")
     return 0

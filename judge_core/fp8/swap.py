@@ -41,6 +41,7 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
     What stays in float is logged with its reason (skip list, a dimension not divisible by 16,
     non-finite weights, a bias).
     """
+    from ..gptq.linear import GPTQLinear
     from ..models.linear import FusedLinear, SplitLinear
 
     swapped: list[str] = []
@@ -54,7 +55,7 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
     for name, module in list(model.named_modules()):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        if isinstance(module, SplitLinear) or type(module).__name__ == "GPTQLinear":
+        if isinstance(module, (SplitLinear, GPTQLinear)):
             raise ValueError(f"fp8 quantization of a GPTQ model ({name} is {type(module).__name__}): "
                              "load the float checkpoint with quantization='fp8', or the GPTQ one without it")
         if isinstance(module, FusedLinear):

@@ -73,9 +73,10 @@ class QuantConfig:
 
 def is_gptq_checkpoint(path: str | Path) -> bool:
     """True when the checkpoint dir declares quant_method "gptq" (config.json or legacy quantize_config.json)."""
-    from ..checkpoint import quant_method
+    from ..checkpoint import quantization_json, read_config
 
-    return quant_method(path) == "gptq"
+    quant = quantization_json(path, read_config(path))
+    return quant is not None and quant["quant_method"] == "gptq"
 
 
 def _to_int32(words: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from ..hf_kernels import use_exact_torch_kernels
 from .algorithm import pack_layer
 from .format import PACK, QuantConfig
-from ..checkpoint import iter_raw_tensors, quantization_config, resolve
+from ..checkpoint import Checkpoint, iter_raw_tensors, quantization_json, read_config, text_config
 from .sequential import METHODS, quantize_one, quantizable_linears, quantize_model
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,9 @@ MAX_SHARD_BYTES = 4 * 1024**3
 
 def resolve_source(src: str | Path, revision: str | None = None) -> Path:
     """A checkpoint dir for a local dir, a hub id (through the HF cache) or "tiny" (the embedded judge)."""
-    if str(src) == "tiny":
-        from ..embedded import default_checkpoint
+    from ..embedded.resolve import resolve_model
 
-        return default_checkpoint()
-    return resolve(src, revision=revision)
+    return resolve_model(src, revision=revision)
 
 
 def _write_tensors(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> None:
@@ -93,8 +91,10 @@ def quantize_checkpoint(src: str | Path, out: str | Path, *, method: str = "gptq
     cfg = QuantConfig.from_json({"bits": 4, "group_size": group_size, "desc_act": desc_act, "sym": sym,
                                  "checkpoint_format": checkpoint_format}, where="quantize options")
     src = resolve_source(src, revision)
-    if quantization_config(src) is not None:
-        raise ValueError(f"{src} is already quantized ({quantization_config(src)['quant_method']}): "
+    config = read_config(src)
+    existing = quantization_json(src, config)
+    if existing is not None:
+        raise ValueError(f"{src} is already quantized ({existing['quant_method']}): "
                          "quantize a float checkpoint")
     out = Path(out)
     if out.resolve() == src.resolve():
@@ -110,9 +110,9 @@ def quantize_checkpoint(src: str | Path, out: str | Path, *, method: str = "gptq
                                                      compute_dtype=compute_dtype)
     else:
         # RTN needs no activations: only the model's structure (on meta), then one weight at a time.
-        from .loader import build_empty_model
+        from ..loader import build_empty_model
 
-        targets, kept_float = quantizable_linears(build_empty_model(src, torch.float32), cfg)
+        targets, kept_float = quantizable_linears(build_empty_model(config, torch.float32), cfg)
         packed = {}
 
     tensors = {}
@@ -132,7 +132,7 @@ def quantize_checkpoint(src: str | Path, out: str | Path, *, method: str = "gptq
             tensors[ckpt_key] = tensor
     _write_tensors(tensors, out, max_shard_bytes)
 
-    config = json.loads((src / "config.json").read_text())
+    config = json.loads(json.dumps(config))   # a copy to edit
     config["quantization_config"] = dict(
         cfg.to_json(), damp_percent=damp, true_sequential=False, static_groups=False,
         meta={"quantizer": "judge_core", "method": method, "float_layers": dict(sorted(kept_float.items()))})
@@ -168,10 +168,10 @@ def dequantize_checkpoint(qpath: str | Path, out: str | Path, *, dtype: torch.dt
     """
     from .dequant import dequantize_reference
     qpath, out = Path(qpath), Path(out)
-    quant = quantization_config(qpath)
-    if quant is None or quant["quant_method"] != "gptq":
+    ckpt = Checkpoint.open(qpath)
+    if ckpt.quant_method != "gptq":
         raise ValueError(f"{qpath}: not a GPTQ checkpoint")
-    cfg = QuantConfig.from_json(quant, where=f"{qpath}/config.json quantization_config")
+    cfg = ckpt.quant.config
     out.mkdir(parents=True, exist_ok=True)
     raw = {k: t for k, _, t in iter_raw_tensors(qpath)}
     tensors = {}
@@ -191,9 +191,9 @@ def dequantize_checkpoint(qpath: str | Path, out: str | Path, *, dtype: torch.dt
         else:
             tensors[key] = t
     _write_tensors(tensors, out, MAX_SHARD_BYTES)
-    config = json.loads((qpath / "config.json").read_text())
+    config = json.loads(json.dumps(ckpt.config))   # a copy to edit
     config.pop("quantization_config", None)
-    (config.get("text_config") or {}).pop("quantization_config", None)
+    text_config(config).pop("quantization_config", None)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     _copy_side_files(qpath, out)
     return out

@@ -2,20 +2,29 @@
 becomes a GPTQLinear (on meta, to be filled by the loader).
 
 - transformers models (the hf backend, the reference twin): each `nn.Linear` named like its checkpoint key;
-- our packed model: a `FusedLinear` (several checkpoint Linears concatenated into one GEMM) with any
-  quantized part becomes a `SplitLinear` whose parts are GPTQLinear or nn.Linear, one per checkpoint Linear.
+- our packed model: a `FusedLinear` (several checkpoint Linears concatenated into one GEMM) with
+  quantized parts becomes a `FusedGPTQLinear` (one GEMM for the quantized parts, one for any float
+  ones); where the quantized parts cannot be concatenated (act-order g_idx that differ between them, a
+  bias on some parts only) it becomes a `SplitLinear` of GPTQLinear / nn.Linear parts, one GEMM each,
+  and one log line says why.
 
-Shapes are checked against the model's own sizes from config.json before anything is read, and every
+Shapes are checked against the model's own sizes from config.json before any weight is read, and every
 error names the layer and the sizes.
 """
 
 from __future__ import annotations
 
+import logging
+
+import torch
 from torch import nn
 
 from ..models.linear import FusedLinear, SplitLinear
 from .format import PACK, QuantConfig
+from .fused import FusedGPTQLinear
 from .linear import GPTQLinear
+
+log = logging.getLogger(__name__)
 
 
 def check_layer(key: str, in_features: int, out_features: int, shapes: dict, cfg: QuantConfig) -> int:
@@ -52,15 +61,36 @@ def gptq_linear(key: str, in_features: int, out_features: int, shapes: dict, cfg
     return GPTQLinear(in_features, out_features, n_groups, cfg, bias=f"{key}.bias" in shapes, device="meta")
 
 
-def swap_gptq_linears(model: nn.Module, shapes: dict, cfg: QuantConfig, *, key_prefix: str = "",
-                      external: tuple[str, ...] = ()) -> list[str]:
+def fusion_problem(keys: list[str], reader) -> str | None:
+    """Why the layers `keys` (some quantized, maybe some float) cannot become one FusedGPTQLinear; None
+    when they can.
+
+    All quantized ones share the config's bits, group_size and format; what can still differ is the
+    row grouping (g_idx, a per-layer permutation under act-order) and the bias."""
+    quantized = [k for k in keys if f"{k}.qweight" in reader]
+    if any(f"{k}.bias" in reader for k in keys if k not in quantized):
+        return "a float part has a bias"
+    if len({f"{k}.bias" in reader for k in quantized}) > 1:
+        return "a bias on some parts only"
+    first = reader.get(f"{quantized[0]}.g_idx")
+    for k in quantized[1:]:
+        if not torch.equal(reader.get(f"{k}.g_idx"), first):
+            return "act-order g_idx differ between the parts"
+    return None
+
+
+def swap_gptq_linears(model: nn.Module, reader, cfg: QuantConfig, *, key_prefix: str = "",
+                      external: tuple[str, ...] = (), fuse: bool = True) -> list[str]:
     """Swap in place; returns the checkpoint keys of the quantized layers.
 
-    shapes: checkpoint (causal-LM) key -> shape; a module named `n` has checkpoint key `key_prefix + n`
-    (our packed model's `layers.0...` are `model.layers.0...` in the checkpoint). `external`: quantized
-    layers the caller reads itself (the packed model's head rows), not an error when no module has them.
+    reader: the checkpoint's tensors by causal-LM key (shapes, and g_idx to decide fusion), wrapped by
+    the GPTQ plug-in so that an implied g_idx reads as stored. A module named `n` has checkpoint key
+    `key_prefix + n` (our packed model's `layers.0...` are `model.layers.0...` in the checkpoint).
+    `external`: quantized layers the caller reads itself (the packed model's head rows), not an error
+    when no module has them. fuse=False keeps every projection group split (the fused path's twin).
     """
-    swapped = []
+    shapes = reader.shapes()
+    swapped, split_why = [], {}
     for name, module in list(model.named_modules()):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -69,6 +99,17 @@ def swap_gptq_linears(model: nn.Module, shapes: dict, cfg: QuantConfig, *, key_p
             keys = [base + part for part in module.part_names]
             if not any(f"{k}.qweight" in shapes for k in keys):
                 continue
+            problem = fusion_problem(keys, reader) if fuse else "fuse=False"
+            if problem is None:
+                quantized = [f"{k}.qweight" in shapes for k in keys]
+                n_groups = [check_layer(k, module.in_features, size, shapes, cfg)
+                            for k, size, q in zip(keys, module.out_sizes, quantized) if q][0]
+                bias = any(f"{k}.bias" in shapes for k in keys)
+                setattr(parent, child, FusedGPTQLinear(module.in_features, module.out_sizes, module.part_names,
+                                                       quantized, n_groups, cfg, bias=bias, device="meta"))
+                swapped += [k for k, q in zip(keys, quantized) if q]
+                continue
+            split_why.setdefault(problem, []).append(f"{base}{{{','.join(module.part_names)}}}")
             parts = {}
             for part, key, size in zip(module.part_names, keys, module.out_sizes):
                 if f"{key}.qweight" in shapes:
@@ -81,6 +122,9 @@ def swap_gptq_linears(model: nn.Module, shapes: dict, cfg: QuantConfig, *, key_p
             key = key_prefix + name
             setattr(parent, child, gptq_linear(key, module.in_features, module.out_features, shapes, cfg))
             swapped.append(key)
+    for problem, groups in split_why.items():
+        log.info("GPTQ: %d projection groups kept split, one GEMM per part (%s): e.g. %s", len(groups), problem,
+                 groups[:2])
     done = set(swapped) | set(external)
     stray = sorted(k[: -len(".qweight")] for k in shapes if k.endswith(".qweight") and k[: -len(".qweight")] not in done)
     if stray:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..checkpoint import text_config
 from ..ops.kernels import KernelSet, select_kernels
 from ..ops.prefix_attention import prefix_attention
 from ..ops.prefix_conv import conv1d_with_context
@@ -71,7 +72,7 @@ class Qwen3_5Args:
         model_type = config.get("model_type")
         if model_type not in MODEL_TYPES:
             raise ValueError(f"not a Qwen3.5 config: model_type={model_type!r}, expected one of {MODEL_TYPES}")
-        text = config.get("text_config") or config
+        text = text_config(config)
         rope = dict(text.get("rope_parameters") or {})
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type != "default":

@@ -1,10 +1,11 @@
-"""Safetensors -> our Qwen3.5 model: both checkpoint layouts, sharded or not, dense or GPTQ.
+"""The packed loader: a Checkpoint -> our Qwen3.5 model; both checkpoint layouts, sharded or not, float
+or quantized through a plug-in (judge_core.quant: GPTQ, FP8).
 
-The model is built on the meta device (no memory, no init), each tensor is read from the mmap'ed
-safetensors files, and the state dict is assigned in one `load_state_dict(assign=True)` (gpt-fast's
-way). Fusions happen here: q/k/v, Gated DeltaNet's qkv/z/b/a and the MLP's gate/up are concatenated
-into one weight each. A GPTQ checkpoint's 4-bit layers become `GPTQLinear`s (judge_core.gptq) and a
-projection group holding one of them stays unfused (`SplitLinear`).
+The model is built on the meta device (no memory, no init), the quantization plug-in swaps its modules
+in, each tensor is read from the mmap'ed safetensors files (through the plug-in's reader), and the state
+dict is assigned in one `load_state_dict(assign=True)` (gpt-fast's way). Fusions happen here: q/k/v,
+Gated DeltaNet's qkv/z/b/a and the MLP's gate/up are concatenated into one weight each, GPTQ ones too
+(FusedGPTQLinear) unless their parts cannot be concatenated (then `SplitLinear`, gptq/swap.py says why).
 
 Checkpoint keys come through judge_core.checkpoint (one key map for both layouts: text-only
 `model.layers.N...`, multimodal `model.language_model.layers.N...`; `model.visual.*` and `mtp.*` are
@@ -15,13 +16,13 @@ uses too (judge_core/candidate_head.py), so a GPTQ-quantized lm_head loads here 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..checkpoint import TensorReader, quantization_config, read_config, text_config
+from ..checkpoint import Checkpoint, TensorReader
 from .linear import FusedLinear, SplitLinear
 from .qwen3_5 import GatedDeltaNet, Qwen3_5Args, Qwen3_5Model
 
@@ -33,30 +34,27 @@ KEY_PREFIX = "model."
 FLOAT32_PARAMS = ("A_log", "dt_bias")                   # kept in float32 whatever the model dtype
 
 
-def _gptq_tensors(layer, source: str, reader: TensorReader, read) -> dict[str, torch.Tensor]:
-    """A GPTQLinear's buffers from checkpoint layer `source`, in the dtypes GPTQLinear expects."""
-    from ..gptq.format import default_g_idx
+def _module_tensors(module: nn.Module, source: str, read, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """A leaf module's own parameters and buffers read from checkpoint layer `source`.
 
+    Float tensors go to the model dtype, except where the module keeps another dtype on purpose: the
+    meta tensor's dtype decides for integer tensors and fp16 ones (GPTQ's qweight / g_idx, fp16 scales),
+    and float32 ones a plug-in asked for (a GPTQ bias)."""
     out = {}
-    for tensor_name in ("qweight", "qzeros", "scales", "g_idx", "bias"):
-        key = f"{source}.{tensor_name}"
-        if tensor_name == "bias" and layer.bias is None:
-            continue
-        if tensor_name == "g_idx" and KEY_PREFIX + key not in reader:  # writers omit it without act-order
-            out[tensor_name] = default_g_idx(layer.in_features, layer.cfg.group_size)
-            continue
-        tensor = read(key)
-        out[tensor_name] = tensor.to(torch.float16 if tensor_name == "scales" else
-                                     torch.float32 if tensor_name == "bias" else torch.int32)
+    own = list(module.named_parameters(recurse=False)) + [
+        (n, b) for n, b in module.named_buffers(recurse=False) if n not in module._non_persistent_buffers_set]
+    quantized = any(not t.is_floating_point() for _, t in own)
+    for name, target in own:
+        tensor = read(f"{source}.{name}")
+        keep = not target.is_floating_point() or target.dtype == torch.float16 or quantized
+        out[name] = tensor.to(target.dtype if keep else dtype)
     return out
 
 
-def _state_dict(model: Qwen3_5Model, reader: TensorReader, dtype: torch.dtype) -> tuple[dict, set]:
+def _state_dict(model: Qwen3_5Model, reader, dtype: torch.dtype) -> tuple[dict, set]:
     """Our state dict from the checkpoint (fusing projection groups); also the checkpoint keys it used.
 
     Tensor names below are ours (`layers.0.mlp.down_proj.weight`); `read` adds the checkpoint prefix."""
-    from ..gptq import GPTQLinear
-
     state, used = {}, set()
 
     def read(key: str) -> torch.Tensor:
@@ -77,41 +75,39 @@ def _state_dict(model: Qwen3_5Model, reader: TensorReader, dtype: torch.dtype) -
                     raise ValueError(f"{reader.path}: {parent_prefix}{part}.weight has shape {tuple(tensor.shape)}, "
                                      f"expected {(size, module.in_features)} from config.json")
             state[f"{prefix}weight"] = torch.cat(parts, dim=0).to(dtype)
+        elif hasattr(module, "state_from_parts"):     # a plug-in's fused group (gptq.fused.FusedGPTQLinear)
+            handled.append(name)
+            tensors = module.state_from_parts(lambda part, t: read(f"{parent_prefix}{part}.{t}"), dtype)
+            state.update({f"{prefix}{k}": v for k, v in tensors.items()})
         elif isinstance(module, SplitLinear):
             handled.append(name)
             for part in module.part_names:
-                layer, source = module.parts[part], f"{parent_prefix}{part}"
-                tensors = (_gptq_tensors(layer, source, reader, read) if isinstance(layer, GPTQLinear)
-                           else {"weight": read(f"{source}.weight").to(dtype)})
+                tensors = _module_tensors(module.parts[part], f"{parent_prefix}{part}", read, dtype)
                 state.update({f"{prefix}parts.{part}.{k}": v for k, v in tensors.items()})
-        elif isinstance(module, GPTQLinear):
-            state.update({f"{prefix}{k}": v for k, v in _gptq_tensors(module, name, reader, read).items()})
         elif isinstance(module, GatedDeltaNet):
             conv = read(f"{prefix}conv1d.weight")                   # [C, 1, K] -> [C, K]
             state[f"{prefix}conv_weight"] = conv.reshape(conv.shape[0], conv.shape[-1]).to(dtype)
             for p in FLOAT32_PARAMS:                                # exp(A_log) overflows in fp16
                 state[f"{prefix}{p}"] = read(f"{prefix}{p}").to(torch.float32)
-        else:
-            for tensor_name, _ in module.named_parameters(recurse=False):
-                state[f"{prefix}{tensor_name}"] = read(f"{prefix}{tensor_name}").to(dtype)
+        else:                                       # nn.Linear, GPTQLinear, norms, embeddings: own tensors
+            tensors = _module_tensors(module, name, read, dtype)
+            state.update({f"{prefix}{k}": v for k, v in tensors.items()})
     return state, used
 
 
-def _head_module(reader: TensorReader, args: Qwen3_5Args, gptq_cfg, used: set):
+def _head_module(reader, args: Qwen3_5Args, quant, used: set):
     """The output head as the checkpoint stores it: a GPTQ lm_head, an untied lm_head weight, or the
     tied embedding. Without an lm_head tensor the head IS the embedding, whatever the config says
     (Qwen3.5's config class defaults to untied; a multimodal config may say "tied" at the top only)."""
     if "lm_head.qweight" in reader:
-        from ..gptq import GPTQLinear
-        from ..gptq.format import default_g_idx
+        from ..gptq import GPTQLinear, QuantConfig
 
-        if gptq_cfg is None:
+        if quant is None or not isinstance(quant.config, QuantConfig):
             raise ValueError(f"{reader.path}: lm_head.qweight without a GPTQ quantization_config")
-        keys = [k for k in reader.keys() if k.startswith("lm_head.")]
+        keys = [k for k in reader.keys() if k.startswith("lm_head.")]   # g_idx: the GPTQ reader implies it
         used.update(keys)
         tensors = {k.removeprefix("lm_head."): reader.get(k) for k in keys}
-        tensors.setdefault("g_idx", default_g_idx(tensors["qweight"].shape[0] * 8, gptq_cfg.group_size))
-        return GPTQLinear.from_packed(tensors, gptq_cfg, bias=tensors.get("bias"))
+        return GPTQLinear.from_packed(tensors, quant.config, bias=tensors.get("bias"))
     if not args.tie_word_embeddings and "lm_head.weight" in reader:
         used.update(k for k in ("lm_head.weight", "lm_head.bias") if k in reader)
         head = torch.nn.Linear(args.hidden_size, args.vocab_size, bias="lm_head.bias" in reader, device="meta")
@@ -123,33 +119,29 @@ def _head_module(reader: TensorReader, args: Qwen3_5Args, gptq_cfg, used: set):
     return reader.get(KEY_PREFIX + "embed_tokens.weight")
 
 
-def build_qwen3_5(config: dict, reader: TensorReader, *, dtype: torch.dtype, device: torch.device | str,
-                  output_token_ids: Sequence[int] = (), quant: dict | None = None) -> Qwen3_5Model:
-    """Our model from a config dict and a tensor reader (a checkpoint dir's or a state dict's)."""
+def build_qwen3_5(checkpoint: Checkpoint, reader, *, dtype: torch.dtype, device: torch.device | str,
+                  output_token_ids: Sequence[int] = (), fuse_quantized: bool = True) -> Qwen3_5Model:
+    """Our model from a Checkpoint (config and quantization) and a tensor reader over its tensors (a
+    checkpoint dir's or a state dict's). fuse_quantized=False keeps GPTQ projection groups split (the
+    fused path's twin, for parity tests)."""
     from ..candidate_head import read_candidate_head
 
-    args = Qwen3_5Args.from_config(config)
+    args = Qwen3_5Args.from_config(checkpoint.config)
     with torch.device("meta"):
         model = Qwen3_5Model(args, num_output_rows=len(output_token_ids))
-    gptq_cfg = None
-    if quant is not None and quant.get("quant_method") == "gptq":
-        from ..gptq import QuantConfig
-        from ..gptq.swap import swap_gptq_linears
-
-        gptq_cfg = QuantConfig.from_json(quant, where=f"{reader.path} quantization_config")
-        swapped = swap_gptq_linears(model, reader.shapes(), gptq_cfg, key_prefix=KEY_PREFIX, external=("lm_head",))
-        log.info("packed: %d GPTQ layers in %s", len(swapped), reader.path)
-    elif quant is not None:
-        raise ValueError(f"{reader.path}: quant_method={quant.get('quant_method')!r} is not supported by the "
-                         "packed backend")
+    quant = checkpoint.quant
+    if quant is not None:
+        reader = quant.plugin.wrap_reader(reader, quant.config)
+        quant.plugin.swap_modules(model, reader, quant.config, key_prefix=KEY_PREFIX, external=("lm_head",),
+                                  fuse=fuse_quantized)
 
     state, used = _state_dict(model, reader, dtype)
     ids = [int(i) for i in output_token_ids]
     bad = [i for i in ids if not 0 <= i < args.vocab_size]
     if bad:
         raise ValueError(f"output token ids {bad} are outside the vocabulary (size {args.vocab_size})")
-    head = read_candidate_head(_head_module(reader, args, gptq_cfg, used), ids,
-                               softcap=text_config(config).get("final_logit_softcapping"))
+    head = read_candidate_head(_head_module(reader, args, quant, used), ids,
+                               softcap=checkpoint.text.get("final_logit_softcapping"))
     if head.bias is not None or head.softcap:
         raise ValueError(f"{reader.path}: the packed backend applies no lm_head bias or logit softcap; use backend='hf'")
     state["output_rows"] = head.rows
@@ -163,26 +155,24 @@ def build_qwen3_5(config: dict, reader: TensorReader, *, dtype: torch.dtype, dev
     model.load_state_dict(state, strict=True, assign=True)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if quant is not None:
+        quant.plugin.after_load(model, reader, quant.config, key_prefix=KEY_PREFIX)
+    return model
 
 
-def load_qwen3_5(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu",
-                 output_token_ids: Sequence[int] = ()) -> Qwen3_5Model:
-    """An eval-mode packed Qwen3.5 from a resolved checkpoint dir, on `device` in `dtype`.
+def load_qwen3_5(checkpoint: Checkpoint | str | os.PathLike, *, dtype: torch.dtype = torch.bfloat16,
+                 device: torch.device | str = "cpu", output_token_ids: Sequence[int] = (),
+                 fuse_quantized: bool = True) -> Qwen3_5Model:
+    """An eval-mode packed Qwen3.5 from a Checkpoint (or a checkpoint dir / hub id), on `device` in `dtype`.
 
     output_token_ids: tokens whose head rows (tied embedding, or lm_head when untied, dequantized when
     GPTQ) are copied into `model.output_rows` (float32 [n, hidden]) for candidate logits.
-    An FP8 checkpoint (quant_method "fp8") loads with its fp8 layers in fp8 (judge_core.fp8.load).
+    A GPTQ checkpoint keeps its 4-bit layers (GPTQLinear, FusedGPTQLinear), an FP8 one its fp8 layers.
     """
-    path = Path(path)
-    config = read_config(path)
-    quant = quantization_config(path, config)
-    if quant is not None and quant["quant_method"] == "fp8":
-        from ..fp8.load import load_fp8_packed
-
-        return load_fp8_packed(path, config, quant, dtype=dtype, device=device, output_token_ids=output_token_ids)
-    return build_qwen3_5(config, TensorReader(path, device), dtype=dtype, device=device,
-                         output_token_ids=output_token_ids, quant=quant)
+    ckpt = Checkpoint.open(checkpoint)
+    return build_qwen3_5(ckpt, TensorReader(ckpt.path, device), dtype=dtype, device=device,
+                         output_token_ids=output_token_ids, fuse_quantized=fuse_quantized)
 
 
 def from_hf_model(hf_model: nn.Module, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
@@ -195,5 +185,6 @@ def from_hf_model(hf_model: nn.Module, *, dtype: torch.dtype | None = None, devi
     """
     first = next(hf_model.parameters())
     reader = TensorReader.from_state_dict(hf_model.state_dict(), "in-memory model")
-    return build_qwen3_5(hf_model.config.to_dict(), reader, dtype=dtype or first.dtype, device=device or first.device,
+    ckpt = Checkpoint.from_config(hf_model.config.to_dict())
+    return build_qwen3_5(ckpt, reader, dtype=dtype or first.dtype, device=device or first.device,
                          output_token_ids=output_token_ids)

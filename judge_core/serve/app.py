@@ -21,12 +21,13 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from .groups import GroupBarrier
 from .limits import ServeLimits
 from .metrics import ServeMetrics
 from ..prepare import finish_pairs, prepare_pairs
 from .requests import RequestError, check_pair_count, compare_pairs, openrlhf_items, parse_body, reward_groups
-from .rewards import (SINGLE_RESPONSE_REWARD, RewardGroup, count_matchups, expand_groups, group_rewards,
-                      split_query)
+from .rewards import RewardGroup, count_matchups, expand_groups, group_rewards, openrlhf_body, openrlhf_groups, rewards_body
+from .rl_routes import RLRoutes, register_rl_routes, rl_options
 from .scheduler import QueueFull, Scheduler
 
 
@@ -47,8 +48,10 @@ class ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
 
 
-def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics: ServeMetrics | None = None) -> FastAPI:
-    """The app; its lifespan starts the scheduler (if not started) and drains it on shutdown."""
+def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics: ServeMetrics | None = None,
+               barrier: GroupBarrier | None = None) -> FastAPI:
+    """The app; its lifespan starts the scheduler (if not started) and drains it on shutdown.
+    barrier: the group barrier of the RL routes (rl_routes.py); default GroupBarrier()."""
     limits = limits or ServeLimits()
     metrics = metrics or scheduler.metrics or ServeMetrics()
     if scheduler.metrics is None:
@@ -109,7 +112,8 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             job = scheduler.submit(prepared.sequences, on_done)
         except QueueFull as e:
             raise RequestError(503, str(e), {"Retry-After": str(limits.retry_after_s)}) from None
-        gone = asyncio.ensure_future(wait_disconnect(request))
+        # request None: work on behalf of several requests (a group barrier), never cancelled by one client.
+        gone = asyncio.ensure_future(wait_disconnect(request)) if request is not None else loop.create_future()
         try:
             left = limits.request_timeout_s - (time.perf_counter() - started)
             finished, _ = await asyncio.wait({done, gone}, timeout=max(left, 0.0),
@@ -147,8 +151,7 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
     async def run_groups(request: Request, groups: list[RewardGroup], started: float):
         pairs, matchups = expand_groups(groups)
         scores, tokens = await score(request, pairs, started)
-        rewards, errors = group_rewards(groups, matchups, scores)
-        return rewards, errors, scores, tokens
+        return matchups, scores, tokens
 
     @app.post("/v1/compare")
     async def compare(request: Request) -> Response:
@@ -167,38 +170,33 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
     async def rewards(request: Request) -> Response:
         async def answer(request, data, started):
             groups = reward_groups(data, limits)
-            rewards, errors, scores, tokens = await run_groups(request, groups, started)
-            return {"rewards": rewards, "errors": errors, "usage": {"prompt_tokens": tokens}}, *tally(scores)
+            matchups, scores, tokens = await run_groups(request, groups, started)
+            return {**rewards_body(groups, matchups, scores), "usage": {"prompt_tokens": tokens}}, *tally(scores)
 
         return await handle("/v1/rewards", request, answer)
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> Response:
         async def answer(request, data, started):
+            options = rl_options(request.query_params)
+            if options.group_size is not None:  # per-sample requests: the group barrier (rl_routes.py)
+                return await rl.openrlhf_grouped(request, data, options), 1, 0
             queries, prompts, labels = openrlhf_items(data, limits)
-            # A labelled item plays its label; unlabelled items sharing a prompt play a round robin.
-            groups: list[RewardGroup] = []
-            where: list[tuple[int, int]] = [(-1, -1)] * len(queries)  # item -> (group, response)
-            by_prompt: dict[str, list[int]] = {}
-            for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
-                if label is not None:
-                    where[i] = (len(groups), 0)
-                    groups.append(RewardGroup(prompt, (split_query(query, prompt),), label))
-                else:
-                    by_prompt.setdefault(prompt, []).append(i)
-            for prompt, items in by_prompt.items():
-                for r, i in enumerate(items):
-                    where[i] = (len(groups), r)
-                groups.append(RewardGroup(prompt, tuple(split_query(queries[i], prompt) for i in items)))
+            mode = options.mode
+            try:
+                groups, where = openrlhf_groups(queries, prompts, labels, mode)
+            except ValueError as e:
+                raise RequestError(422, str(e)) from None
             check_pair_count(sum(count_matchups(g) for g in groups), "'query'", limits)
-            rewards, _errors, scores, _ = await run_groups(request, groups, started)
-            flat = [rewards[g][r] for g, r in where]
-            failed = [0.0 if x is not None else 1.0 for x in flat]
-            # OpenRLHF needs a number per item: an unscorable item gets the neutral reward, flagged in extra_logs.
-            values = [x if x is not None else SINGLE_RESPONSE_REWARD for x in flat]
-            return {"rewards": values, "scores": values, "extra_logs": {"judge_failed": failed}}, *tally(scores)
+            matchups, scores, _ = await run_groups(request, groups, started)
+            samples = group_rewards(groups, matchups, scores)
+            return openrlhf_body([samples[g][r] for g, r in where]), *tally(scores)
 
         return await handle("/get_reward", request, answer)
+
+    rl = RLRoutes(score, limits, barrier or GroupBarrier())
+    app.state.barrier = rl.barrier
+    register_rl_routes(app, handle, rl)
 
     @app.get("/health")
     async def health() -> Response:

@@ -65,7 +65,9 @@ def _string(value: Any, where: str) -> str:
 
 def reward_groups(data: Any, limits: ServeLimits) -> list[RewardGroup]:
     """/v1/rewards: every group checked; the expanded pair count checked against the limit."""
-    raw = _list_field(_object(data), "groups")
+    data = _object(data)
+    raw = _list_field(data, "groups")
+    default_mode = data.get("mode")
     groups = []
     for g, item in enumerate(raw):
         where = f"groups[{g}]"
@@ -81,7 +83,10 @@ def reward_groups(data: Any, limits: ServeLimits) -> list[RewardGroup]:
         reference = item.get("reference")
         if reference is not None:
             reference = _string(reference, f"{where}.reference")
-        groups.append(RewardGroup(instruction, responses, reference))
+        try:  # mode: the group's own, else the request's; RewardGroup names what is wrong with it
+            groups.append(RewardGroup(instruction, responses, reference, item.get("mode", default_mode)))
+        except ValueError as e:
+            raise RequestError(422, f"{where}: {e}") from None
     check_pair_count(sum(count_matchups(g) for g in groups), "'groups'", limits)
     return groups
 

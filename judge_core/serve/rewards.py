@@ -1,92 +1,78 @@
-"""Group rewards for RL (GRPO-style) from pairwise verdicts. Pure Python.
-
-Without a reference, a group of n responses plays a round robin: each unordered pair (i, j) is judged
-once with the dual pass, P(i beats j) = p1 / 100 and P(j beats i) = p2 / 100, and a response's reward
-is its mean probability of beating the n - 1 others (0..1; the group's rewards average 0.5).
-With a reference, a response's reward is its probability of beating the reference.
-A single response with no reference has nobody to beat: its reward is 0.5 (neutral; a group-relative
-advantage is zero for it anyway).
-A pair the judge cannot score (e.g. over the model's context) leaves the rewards of the responses it
-involves as None, with an entry in `errors`; nothing is averaged over a missing verdict.
+"""HTTP shaping of RL rewards. The arithmetic lives in judge_core.rewards.modes (the same for every surface);
+this file turns its SampleRewards into the JSON of /v1/rewards and OpenRLHF's /get_reward, and groups
+OpenRLHF's flat items by prompt.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import Sequence
 
-SINGLE_RESPONSE_REWARD = 0.5
+from ..rewards.modes import (NEUTRAL_REWARD, Matchup, RewardGroup, SampleReward, count_matchups, expand_groups,
+                             group_rewards)
+
+__all__ = ["NEUTRAL_REWARD", "Matchup", "RewardGroup", "count_matchups", "expand_groups", "failed_pairs",
+           "openrlhf_body", "openrlhf_groups", "rewards_body", "split_query"]
 
 
-@dataclass(frozen=True)
-class RewardGroup:
-    instruction: str
-    responses: tuple[str, ...]
-    reference: str | None = None
+def failed_pairs(matchups: Sequence[Matchup], scores: Sequence) -> list[dict]:
+    """One entry per pair the judge could not score: {"group", "responses", "reference", "error"}."""
+    errors = []
+    for m, s in zip(matchups, scores):
+        if s.error is not None:
+            involved = [m.i] if m.j is None else [m.i, m.j]
+            errors.append({"group": m.group, "responses": involved, "reference": m.j is None, "error": s.error})
+    return errors
 
 
-@dataclass(frozen=True)
-class Matchup:
-    """Pair k of the expansion: response i of group g against response j, or the reference (j None)."""
-
-    group: int
-    i: int
-    j: int | None
-
-
-def count_matchups(group: RewardGroup) -> int:
-    n = len(group.responses)
-    return n if group.reference is not None else n * (n - 1) // 2
+def rewards_body(groups: Sequence[RewardGroup], matchups: Sequence[Matchup], scores: Sequence) -> dict:
+    """/v1/rewards: `rewards` (null where NaN), `details` (p_ab, p_ba, p_mean, ... per sample), `errors`."""
+    samples = group_rewards(groups, matchups, scores)
+    details = [[s.to_dict() for s in row] for row in samples]
+    return {"rewards": [[d["reward"] for d in row] for row in details], "details": details,
+            "errors": failed_pairs(matchups, scores)}
 
 
-def expand_groups(groups: Sequence[RewardGroup]) -> tuple[list[tuple[str, str, str]], list[Matchup]]:
-    """-> (pairs to judge as (instruction, response_1, response_2), what each pair is)."""
-    pairs: list[tuple[str, str, str]] = []
-    matchups: list[Matchup] = []
-    for g, group in enumerate(groups):
-        n = len(group.responses)
-        if group.reference is not None:
-            for i in range(n):
-                pairs.append((group.instruction, group.responses[i], group.reference))
-                matchups.append(Matchup(g, i, None))
+def openrlhf_body(samples: Sequence[SampleReward]) -> dict:
+    """/get_reward: OpenRLHF needs a number per item, so an unscorable item gets the neutral 0.5 with
+    `judge_failed` 1.0 in extra_logs (logged by OpenRLHF); p_ab, p_ba and p_mean are logged beside it."""
+    values = [s.reward if not math.isnan(s.reward) else NEUTRAL_REWARD for s in samples]
+
+    def log(x: float) -> float:
+        return x if not math.isnan(x) else NEUTRAL_REWARD
+
+    return {"rewards": values, "scores": values,
+            "extra_logs": {"judge_failed": [0.0 if s.ok else 1.0 for s in samples],
+                           "judge_p_ab": [log(s.p_ab) for s in samples],
+                           "judge_p_ba": [log(s.p_ba) for s in samples],
+                           "judge_p_mean": [log(s.p_mean) for s in samples]}}
+
+
+def openrlhf_groups(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str | None],
+                    mode: str | None = None) -> tuple[list[RewardGroup], list[tuple[int, int]]]:
+    """-> (groups, where[i] = (group, response) of item i).
+
+    mode None: a labelled item plays its label (anchor); unlabelled items sharing a prompt play a round
+    robin. mode "anchor": every item plays its label. "round_robin" / "bootstrap": items sharing a
+    prompt form a group in that mode and labels are not used.
+    """
+    groups: list[RewardGroup] = []
+    where: list[tuple[int, int]] = [(-1, -1)] * len(queries)
+    by_prompt: dict[str, list[int]] = {}
+    for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
+        if mode in (None, "anchor") and label is not None:
+            where[i] = (len(groups), 0)
+            groups.append(RewardGroup(prompt, (split_query(query, prompt),), label, "anchor"))
+        elif mode == "anchor":
+            raise ValueError(f"mode 'anchor' needs a label for every item: labels[{i}] is empty")
         else:
-            for i in range(n):
-                for j in range(i + 1, n):
-                    pairs.append((group.instruction, group.responses[i], group.responses[j]))
-                    matchups.append(Matchup(g, i, j))
-    return pairs, matchups
-
-
-def group_rewards(groups: Sequence[RewardGroup], matchups: Sequence[Matchup], scores: Sequence) -> tuple[
-        list[list[float | None]], list[dict]]:
-    """scores: a PairScore per matchup. -> (rewards per group, errors)."""
-    wins = [[0.0] * len(group.responses) for group in groups]
-    broken = [[False] * len(group.responses) for group in groups]
-    errors: list[dict] = []
-    for m, score in zip(matchups, scores):
-        involved = [m.i] if m.j is None else [m.i, m.j]
-        if score.error is not None:
-            for r in involved:
-                broken[m.group][r] = True
-            errors.append({"group": m.group, "responses": involved, "reference": m.j is None, "error": score.error})
-            continue
-        wins[m.group][m.i] += score.p1 / 100.0
-        if m.j is not None:
-            wins[m.group][m.j] += score.p2 / 100.0
-    rewards: list[list[float | None]] = []
-    for g, group in enumerate(groups):
-        n = len(group.responses)
-        opponents = 1 if group.reference is not None else n - 1
-        row: list[float | None] = []
-        for r in range(n):
-            if broken[g][r]:
-                row.append(None)
-            elif opponents == 0:
-                row.append(SINGLE_RESPONSE_REWARD)
-            else:
-                row.append(wins[g][r] / opponents)
-        rewards.append(row)
-    return rewards, errors
+            by_prompt.setdefault(prompt, []).append(i)
+    for prompt, items in by_prompt.items():
+        for r, i in enumerate(items):
+            where[i] = (len(groups), r)
+        groups.append(RewardGroup(prompt, tuple(split_query(queries[i], prompt) for i in items),
+                                  mode=mode or "round_robin"))
+    return groups, where
 
 
 def split_query(query: str, prompt: str) -> str | None:

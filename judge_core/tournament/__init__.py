@@ -1,7 +1,8 @@
 """Rank writer models with any pairwise judge, and measure the judge the way its card does (DESIGN §6).
 
 The judge is any object with `compare_many(pairs) -> list[PairScore]`, pairs being
-(instruction, response_1, response_2); this package imports nothing else of judge_core.
+(instruction, response_1, response_2); of judge_core this package imports only scoring (PairScore) and
+wording.
 
 Method
 ------

@@ -27,7 +27,9 @@ class CacheMismatchError(RuntimeError):
 def pair_key(instruction: str, response_1: str, response_2: str) -> str:
     """Hex sha256 of the exact (instruction, response_1, response_2), in that order."""
     blob = json.dumps([instruction, response_1, response_2], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    # surrogatepass: a text with a lone surrogate (which the judge answers with an error) still has a key;
+    # every other text hashes exactly as before.
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def score_to_record(score: PairScore) -> dict:

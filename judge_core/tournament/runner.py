@@ -12,12 +12,14 @@ same result whether it runs alone or beside the other, and a rerun repeats every
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..wording import plural
 from .cache import JudgementCache, pair_key
 from .elo import ELO_SCALE, INITIAL_RATING, K_FACTOR, elo_update
 from .items import PER_PROMPT_POLICIES, ItemSet
@@ -235,8 +237,8 @@ def run_mode(judge, items: ItemSet, mode: str, settings: RankSettings, cache: Ju
         "length_bias_words": {"unit": "words", **length_bias(by_words)},
     }
     if errors:
-        print(f"{mode}: {stats['error_games']} game(s) failed in the judge and were skipped in the Elo "
-              f"updates; first: {stats['errors'][0]}")
+        print(f"{mode}: {plural(stats['error_games'], 'game')} failed in the judge and were skipped in the Elo "
+              f"updates; first: {stats['errors'][0]}", file=sys.stderr)  # stdout carries the leaderboard
     return ModeResult(mode, elo_samples, elo_summary(elo_samples), _finite(stats), games_log)
 
 
