@@ -84,6 +84,7 @@ class PackedBackend:
         self.dtype = self.model.embed_tokens.weight.dtype
         self.device = self.model.embed_tokens.weight.device
         self.max_context = self.model.args.max_position_embeddings
+        self.full_head = None   # main's from_hf_model left it unset: every forward raised AttributeError
         return self
 
     def candidate_logits(self, batch: Sequence[Sequence[int]], prefixes: PrefixPolicy | None = None) -> torch.Tensor:
