@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep-budgets", default="", help="e.g. 4096,8192,16384,32768,65536")
     s.add_argument("--sweep-lengths", default="", help="response tokens per point, e.g. 128,256,512,1024")
     s.add_argument("--sweep-pairs", type=int, default=4)
+    p.add_argument("--cpu-row", action="store_true",
+                   help="run only the CPU row (4B head sizes at tiny width, 64 real pairs, 1 and 2 threads): "
+                        "`python -m bench.cpu_row --help` for its options")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="output dir (default /tmp/judge_core_bench/<time>)")
     o.add_argument("--work-dir", default="/tmp/judge_core_bench", help="where built checkpoints go")
@@ -80,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cpu_row:
+        from .cpu_row import main as cpu_row_main
+
+        return cpu_row_main(["--out", os.path.join(args.out, "cpu_row.json")] if args.out else [])
     from .report import markdown_table, write_all
     from .suite import BenchConfig, run_bench
 
