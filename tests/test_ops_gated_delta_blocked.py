@@ -6,20 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gated_delta_cases import gated_delta_inputs, transformers_per_prompt
 from judge_core.ops.gated_delta import gated_delta_chunked, gated_delta_naive, gated_delta_rule
 from judge_core.ops.gated_delta_blocked import StepLayout, gated_delta_blocked, unit_lower_inverse
 
 
-def _inputs(lengths, heads_k=2, heads_v=4, dim_k=16, dim_v=8, seed=0, decay=1.5):
-    gen = torch.Generator().manual_seed(seed)
-    total = sum(lengths)
-    q = torch.randn(total, heads_k, dim_k, generator=gen)
-    k = torch.randn(total, heads_k, dim_k, generator=gen)
-    v = torch.randn(total, heads_v, dim_v, generator=gen)
-    g = -torch.rand(total, heads_v, generator=gen) * decay          # log decay <= 0
-    beta = torch.rand(total, heads_v, generator=gen)
-    cu = torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist())
-    return q, k, v, g, beta, cu
+_inputs = gated_delta_inputs
 
 
 @pytest.mark.parametrize("size", [16, 32, 64, 128])
@@ -49,19 +41,12 @@ def test_blocked_matches_recurrence(lengths, chunk):
 def test_blocked_at_the_4b_head_sizes_many_prompts():
     """Head dim 128, 2 key heads serving 4 value heads, 40 prompts of odd lengths packed (several
     shorter than a chunk): against the chunked solve_triangular path and transformers' torch code."""
-    from transformers.models.qwen3_5.modeling_qwen3_5 import torch_chunk_gated_delta_rule
-
     gen = torch.Generator().manual_seed(1)
     lengths = torch.randint(1, 300, (40,), generator=gen).tolist() + [3, 64, 1]
     q, k, v, g, beta, cu = _inputs(lengths, dim_k=128, dim_v=128, decay=0.3)
     got = gated_delta_blocked(q, k, v, g, beta, cu)
     twin = gated_delta_chunked(q, k, v, g, beta, cu)
-    rep = v.shape[1] // q.shape[1]
-    q_rep, k_rep = q.repeat_interleave(rep, dim=1), k.repeat_interleave(rep, dim=1)
-    bounds = cu.tolist()
-    hf = torch.cat([torch_chunk_gated_delta_rule(q_rep[None, s:e], k_rep[None, s:e], v[None, s:e], g[None, s:e],
-                                                 beta[None, s:e], use_qk_l2norm_in_kernel=True)[0][0]
-                    for s, e in zip(bounds[:-1], bounds[1:])])
+    hf = transformers_per_prompt(q, k, v, g, beta, cu)
     err_twin, err_hf = (got - twin).abs().max().item(), (got - hf).abs().max().item()
     print(f"gated delta blocked at head dim 128, {len(lengths)} prompts: max |delta| vs chunked {err_twin:.3g}, "
           f"vs transformers {err_hf:.3g} (output max {twin.abs().max().item():.3g})")
