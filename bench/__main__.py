@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep-pairs", type=int, default=4)
     s.add_argument("--replicas", default="",
                    help="also time judge_core on a local Ray with these replica counts, e.g. 1,2 (bench/replicas.py)")
+    p.add_argument("--cpu-row", action="store_true",
+                   help="run only the CPU row (4B head sizes at tiny width, 64 real pairs, 1 and 2 threads): "
+                        "`python -m bench.cpu_row --help` for its options")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="output dir (default /tmp/judge_core_bench/<time>)")
     o.add_argument("--work-dir", default="/tmp/judge_core_bench", help="where built checkpoints go")
@@ -89,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return prefix_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.cpu_row:
+        from .cpu_row import main as cpu_row_main
+
+        return cpu_row_main(["--out", os.path.join(args.out, "cpu_row.json")] if args.out else [])
     from .report import markdown_table, write_all
     from .suite import BenchConfig, run_bench
 

@@ -29,7 +29,7 @@ def test_cpu_choices_and_describe():
     for dtype in (torch.float32, torch.bfloat16):
         ks = select_kernels("cpu", dtype, env={})
         assert (ks.gated_delta, ks.attention, ks.conv, ks.elementwise, ks.qk_norm) == \
-            ("torch", "sdpa", "torch", "eager", "torch")
+            ("blocked", "sdpa", "torch", "eager", "torch")
         assert ks.fp32_exact is (dtype == torch.float32)
         row = ks.describe()
         assert row["dtype"] == str(dtype).removeprefix("torch.") and row["device"] == "cpu"

@@ -5,19 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gated_delta_cases import gated_delta_inputs, transformers_per_prompt
 from judge_core.ops.gated_delta import ChunkLayout, gated_delta_chunked, gated_delta_naive, gated_delta_rule
 
 
-def _inputs(lengths, heads_k=2, heads_v=4, dim_k=16, dim_v=8, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    total = sum(lengths)
-    q = torch.randn(total, heads_k, dim_k, generator=gen)
-    k = torch.randn(total, heads_k, dim_k, generator=gen)
-    v = torch.randn(total, heads_v, dim_v, generator=gen)
-    g = -torch.rand(total, heads_v, generator=gen) * 1.5          # log decay <= 0
-    beta = torch.rand(total, heads_v, generator=gen)
-    cu = torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist())
-    return q, k, v, g, beta, cu
+_inputs = gated_delta_inputs
 
 
 @pytest.mark.parametrize("lengths", [[1], [63], [64], [65], [130], [1, 63, 64, 65, 130], [130, 1, 1, 7, 64],
@@ -33,20 +25,10 @@ def test_chunked_matches_recurrence(lengths):
 
 def test_chunked_matches_transformers_per_prompt():
     """The twin's twin: transformers' own chunked torch code, one prompt at a time."""
-    from transformers.models.qwen3_5.modeling_qwen3_5 import torch_chunk_gated_delta_rule
-
     lengths = [1, 63, 64, 65, 130]
     q, k, v, g, beta, cu = _inputs(lengths)
     got = gated_delta_chunked(q, k, v, g, beta, cu)
-    # Qwen3.5 has fewer key heads than value heads (16 / 32 in the 4B). transformers' Gated DeltaNet layer
-    # repeats q and k up to the value heads before this call in 5.17; in 5.24 the function does it itself.
-    # Repeating here is right for both (then a no-op inside), so the floor of pyproject.toml runs this too.
-    rep = v.shape[1] // q.shape[1]
-    q_rep, k_rep = q.repeat_interleave(rep, dim=1), k.repeat_interleave(rep, dim=1)
-    bounds = cu.tolist()
-    ref = torch.cat([torch_chunk_gated_delta_rule(q_rep[None, s:e], k_rep[None, s:e], v[None, s:e], g[None, s:e],
-                                                  beta[None, s:e], use_qk_l2norm_in_kernel=True)[0][0]
-                     for s, e in zip(bounds[:-1], bounds[1:])])
+    ref = transformers_per_prompt(q, k, v, g, beta, cu)
     err = (got - ref).abs().max().item()
     print(f"gated delta chunked vs transformers per prompt: max |delta| = {err:.3g}")
     assert err < 1e-5
@@ -71,10 +53,10 @@ def test_shared_layout_and_dtype():
     layout = ChunkLayout.build(cu.tolist(), 64, "cpu")
     assert (layout.num_chunks, layout.max_chunks) == (4, 2)
     assert layout.chunk_table.tolist() == [[0, 4], [1, 2], [3, 4]]
-    a = gated_delta_rule(q, k, v, g, beta, cu, layout=layout)
+    a = gated_delta_rule(q, k, v, g, beta, cu, layout=layout, impl="torch")
     b = gated_delta_chunked(q, k, v, g, beta, cu)
     assert torch.equal(a, b)
-    out = gated_delta_rule(q.bfloat16(), k.bfloat16(), v.bfloat16(), g, beta.bfloat16(), cu)
+    out = gated_delta_rule(q.bfloat16(), k.bfloat16(), v.bfloat16(), g, beta.bfloat16(), cu, impl="torch")
     assert out.dtype == torch.bfloat16 and out.shape == v.shape
     err = (out.float() - b).abs().max().item()
     print(f"gated delta bf16 inputs vs fp32: max |delta| = {err:.3g}")

@@ -5,8 +5,12 @@ Implementations:
 - `varlen_attention_masked`: one SDPA call over the whole pack with a block-diagonal causal mask
   (a second reference; O(T^2) memory, tests only).
 - `varlen_attention_sdpa`: one SDPA call per prompt with `is_causal=True` (CPU, and GPUs without
-  flash-attn: SDPA's own flash backend handles head_dim 256 on sm_80+). A 32k-token batch of judge
-  prompts holds ~10 prompts, so the Python loop is ~10 launches per layer.
+  flash-attn: SDPA's own flash backend handles head_dim 256 on sm_80+), GQA by SDPA's `enable_gqa`
+  (torch >= 2.5) instead of repeated k/v copies. A 32k-token batch of judge prompts holds ~10-20
+  prompts, so the Python loop is ~10-20 calls per layer. On the CPU this is the fastest exact route
+  torch offers (bench/RESULTS.md, issue 22): torch's CPU flash kernel skips the masked half of each
+  causal prompt; one padded [N, H, Lmax, D] call measured 40% slower at head_dim 256 (padding copies,
+  padded rows), nested tensors refuse `is_causal`, and `varlen_attn` has no CPU kernel.
 - `varlen_attention_torch`: torch's own `torch.nn.attention.varlen.varlen_attn` (FlashAttention-2 in
   torch's CUDA build, sm_80 and newer, bf16/fp16, head_dim up to 256): one launch per layer, no
   extra install. Its signature changed: 2.10 `is_causal` (no scale), 2.11 `scale`, `window_size`, 2.12
@@ -64,14 +68,34 @@ def varlen_attention_masked(q, k, v, seq_ids: torch.Tensor, scale: float) -> tor
 def varlen_attention_sdpa(q, k, v, bounds: list[int], scale: float) -> torch.Tensor:
     """One causal SDPA call per prompt. Shapes as `varlen_attention_naive`."""
     groups = _check(q, k, v)
+    # enable_gqa keeps torch's flash backend on the CPU (measured 14% faster than repeating k/v there);
+    # on CUDA some SDPA backends lack GQA, so k/v are repeated (a few MB) to keep every backend eligible.
+    gqa = groups > 1 and q.device.type == "cpu" and _sdpa_has_gqa()
     out = torch.empty_like(q)
     for start, end in zip(bounds[:-1], bounds[1:]):
         qs = q[start:end].transpose(0, 1)[None]                                       # [1, H, L, D]
-        # Repeating k/v (a few MB) keeps every SDPA backend eligible, whatever its GQA support.
-        ks, vs = (x[start:end].repeat_interleave(groups, dim=1).transpose(0, 1)[None] for x in (k, v))
-        y = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)
+        if gqa:
+            ks, vs = (x[start:end].transpose(0, 1)[None] for x in (k, v))
+            y = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            ks, vs = (x[start:end].repeat_interleave(groups, dim=1).transpose(0, 1)[None] for x in (k, v))
+            y = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)
         out[start:end] = y[0].transpose(0, 1)
     return out
+
+
+@functools.cache
+def _sdpa_has_gqa() -> bool:
+    """SDPA's enable_gqa flag (torch >= 2.5)."""
+    try:
+        return "enable_gqa" in inspect.signature(F.scaled_dot_product_attention).parameters
+    except (TypeError, ValueError):   # a builtin without a readable signature: try it
+        try:
+            x = torch.zeros(1, 2, 1, 4)
+            F.scaled_dot_product_attention(x, x[:, :1], x[:, :1], enable_gqa=True)
+            return True
+        except TypeError:
+            return False
 
 
 @functools.cache

@@ -11,7 +11,10 @@ Implementations:
   `torch_chunk_gated_delta_rule`, run on all prompts at once: every prompt is cut into chunks of 64
   rows, the intra-chunk work is one batched solve over all chunks of the pack, and the scan over
   chunks steps all prompts together (a prompt that has run out of chunks steps through an all-zero
-  chunk, which leaves its state unchanged). float32 inside. CPU, and any GPU without fla.
+  chunk, which leaves its state unchanged). float32 inside. GPUs without fla (and fp32 on GPUs), and
+  the twin the blocked path is tested against.
+- `gated_delta_blocked` (ops/gated_delta_blocked.py): the same chunked form with the in-chunk inverse
+  built by matmuls and the chunks laid out step-major: the CPU's default.
 - fla's `chunk_gated_delta_rule(..., cu_seqlens=...)` on CUDA in bf16/fp16 when flash-linear-attention
   is importable (never imported on the CPU: transformers would pick it up by import alone, DESIGN §3);
   the model gives it q/k already L2-normalised (ops/qk_norm.py) with use_qk_l2norm=False. Not in fp32:
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .gated_delta_blocked import StepLayout, gated_delta_blocked
+from .gated_delta_inputs import check_inputs
 from .kernels import GATED_DELTA_IMPLS
 
 
@@ -36,15 +41,7 @@ def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 def _prepare(q, k, v, g, beta, scale, use_qk_l2norm):
     """float32 copies, q/k normalised, scaled and repeated to the value heads: [T, Hv, D] each."""
-    if q.shape != k.shape or q.ndim != 3 or v.ndim != 3 or q.shape[0] != v.shape[0]:
-        raise ValueError(f"gated delta: expected q, k [T, Hk, Dk] and v [T, Hv, Dv], got q {tuple(q.shape)}, "
-                         f"k {tuple(k.shape)}, v {tuple(v.shape)}")
-    heads_k, heads_v = q.shape[1], v.shape[1]
-    if heads_v % heads_k:
-        raise ValueError(f"gated delta: value heads ({heads_v}) must be a multiple of key heads ({heads_k})")
-    if g.shape != v.shape[:2] or beta.shape != v.shape[:2]:
-        raise ValueError(f"gated delta: g and beta must be [T, Hv] = {tuple(v.shape[:2])}, got g {tuple(g.shape)}, "
-                         f"beta {tuple(beta.shape)}")
+    heads_k, heads_v = check_inputs(q, k, v, g, beta)
     q, k = q.float(), k.float()
     if use_qk_l2norm:
         q, k = l2norm(q), l2norm(k)
@@ -225,15 +222,17 @@ def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=T
 
 def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                      cu_seqlens: torch.Tensor, *, scale: float | None = None, use_qk_l2norm: bool = True,
-                     layout: ChunkLayout | None = None, impl: str | None = None,
+                     layout: ChunkLayout | StepLayout | None = None, impl: str | None = None,
                      initial_state: torch.Tensor | None = None, output_final_state: bool = False,
                      cu_seqlens_cpu: torch.Tensor | None = None):
-    """The gated delta rule over packed prompts: fla on CUDA when installed, else our chunked torch.
+    """The gated delta rule over packed prompts: fla on CUDA when installed, the blocked torch path on
+    the CPU, else our chunked torch.
 
     q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g, beta: [T, Hv]; cu_seqlens: int [N + 1] on q's device;
+    layout: a `StepLayout` for impl "blocked", a `ChunkLayout` for "torch" (built here if None);
     initial_state: float32 [N, Hv, Dk, Dv] or None (zero). returns [T, Hv, Dv] in v's dtype, or with
     output_final_state (o, float32 final states [N, Hv, Dk, Dv]); cu_seqlens_cpu: the bounds on the host
-    (fla only).
+    (fla only). The blocked path takes no state in or out: with either, the chunked torch path runs.
     """
     if impl is None:
         from .kernels import select_kernels
@@ -243,6 +242,11 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
         return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
                                initial_state=initial_state, output_final_state=output_final_state,
                                cu_seqlens_cpu=cu_seqlens_cpu)
+    if impl == "blocked" and (initial_state is not None or output_final_state):
+        impl, layout = "torch", None  # a forked batch's levels (shared prefixes): the chunked form carries state
+    if impl == "blocked":
+        return gated_delta_blocked(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
+                                   layout=layout)
     if impl == "torch":
         return gated_delta_chunked(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
                                    layout=layout, initial_state=initial_state,

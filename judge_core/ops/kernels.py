@@ -6,7 +6,7 @@ and its layers call the ops through it, so nothing below re-decides per call. Be
 `KernelSet.describe()` in every row.
 
 Env overrides (all optional; a bad value raises, naming the choices):
-    JUDGE_CORE_GATED_DELTA  fla | torch
+    JUDGE_CORE_GATED_DELTA  fla | blocked | torch
     JUDGE_CORE_ATTENTION    flash_attn | varlen | sdpa | masked | naive
     JUDGE_CORE_CONV         triton | cuda | torch
     JUDGE_CORE_ELEMENTWISE  triton | compiled | eager
@@ -34,7 +34,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-GATED_DELTA_IMPLS = ("fla", "torch")
+GATED_DELTA_IMPLS = ("fla", "blocked", "torch")
 ATTENTION_IMPLS = ("flash_attn", "varlen", "sdpa", "masked", "naive")
 CONV_IMPLS = ("triton", "cuda", "torch")
 ELEMENTWISE_IMPLS = ("triton", "compiled", "eager")
@@ -129,7 +129,7 @@ class KernelSet:
     attention: str
     conv: str
     elementwise: str
-    qk_norm: str          # the L2 norm of q/k ahead of fla ("triton" | "torch"); the torch GDN path norms inside
+    qk_norm: str          # the L2 norm of q/k ahead of fla ("triton" | "torch"); the torch GDN paths norm inside
     fp32_exact: bool      # fp32 end to end: TF32 off around the forward
 
     def describe(self) -> dict:
@@ -181,6 +181,14 @@ class KernelSet:
                                     initial_state=initial_state, output_final_state=output_final_state,
                                     cu_seqlens_cpu=cu_cpu)
         q, k = qk_split(qkv, key_dim, head_k_dim)
+        # The blocked CPU path carries no state in or out: a forked batch (shared prefixes) runs the chunked form.
+        forked = initial_state is not None or output_final_state
+        if self.gated_delta == "blocked" and not forked:
+            from .gated_delta_blocked import CPU_CHUNK_SIZE, StepLayout
+
+            layout = batch.cached(f"step_layout_{CPU_CHUNK_SIZE}",
+                                  lambda: StepLayout.build(batch.bounds, CPU_CHUNK_SIZE, qkv.device))
+            return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="blocked")
         layout = batch.cached("chunk_layout_64", lambda: ChunkLayout.build(batch.bounds, 64, qkv.device))
         return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch",
                                 initial_state=initial_state, output_final_state=output_final_state)
@@ -193,8 +201,12 @@ def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[
     cuda, half = device.type == "cuda", dtype in HALF_DTYPES
     triton_ok = cuda and triton_available()
 
-    gated_delta = _env_choice(env, "JUDGE_CORE_GATED_DELTA", GATED_DELTA_IMPLS) or (
-        "fla" if cuda and half and fla_available() else "torch")
+    gated_delta = _env_choice(env, "JUDGE_CORE_GATED_DELTA", GATED_DELTA_IMPLS)
+    if gated_delta is None:
+        if cuda and half and fla_available():
+            gated_delta = "fla"
+        else:  # the CPU: in-chunk inverse by matmuls, chunks step-major (ops/gated_delta_blocked.py)
+            gated_delta = "blocked" if device.type == "cpu" else "torch"
 
     attention = _env_choice(env, "JUDGE_CORE_ATTENTION", ATTENTION_IMPLS)
     if attention is None:
