@@ -117,9 +117,11 @@ def test_identical_prompts_and_batch_mates(judges):
     plain = unshared.compare_many([same, pair])
     print(f"\nidentical passes: p1 {crowd[0].p1:.6f}; pair alone vs among batch mates |d p1| = "
           f"{abs(alone.p1 - crowd[1].p1):.3g} pp")
-    assert abs(crowd[0].p1 - 50.0) < 1e-9 and crowd[0].pass1 == crowd[2].pass1      # identical prompts
+    # identical prompts; copies may run through different GDN forms (the CPU's blocked one for an unforked
+    # batch, the chunked one for forked levels), equal to float32 rounding rather than bit for bit
+    assert abs(crowd[0].p1 - 50.0) < 1e-9 and abs(crowd[0].pass1[0] - crowd[2].pass1[0]) <= 1e-5
     assert abs(crowd[0].pass1[0] - plain[0].pass1[0]) <= TOL_PP
-    assert crowd[1].pass1 == crowd[4].pass1                                           # a duplicate pair
+    assert abs(crowd[1].pass1[0] - crowd[4].pass1[0]) <= 1e-5                         # a duplicate pair
     assert abs(alone.p1 - crowd[1].p1) <= TOL_PP and abs(plain[1].p1 - crowd[1].p1) <= TOL_PP
 
 
