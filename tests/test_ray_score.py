@@ -131,7 +131,7 @@ def test_a_replica_killed_in_its_first_batch_loses_no_row(ray_out, pairs_file, t
     assert [r.get("id") for r in rows] == expected_ids(pairs_file)  # every row exactly once, in order
     assert [set(r) for r in rows] == [set(r) for r in reference]
     assert max_p1_error(rows, reference) <= 1e-4
-    assert "done: 14 scored, 4 failed (2 malformed lines) on 2 replica(s)" in capsys.readouterr().err
+    assert "done: 14 scored, 4 failed (2 malformed lines) on 2 replicas" in capsys.readouterr().err
 
 
 def stop_when_written(out, rows: int):
@@ -165,7 +165,7 @@ def test_a_run_stopped_half_way_resumes_to_the_same_file(local_ray, ray_out, pai
     monkeypatch.delenv("JUDGE_CORE_RAY_TEST_BATCH_SECONDS")
     assert main(args + ["--resume"]) == 0
     err = capsys.readouterr().err
-    assert f"resuming: {part} rows already in" in err
+    assert f"resuming: {part} row{'s' if part != 1 else ''} already in" in err
     rows, reference = rows_of(out), rows_of(ray_out)
     print(f"stopped after {part} rows; max |dp1| of the resumed file vs the uninterrupted one: "
           f"{max_p1_error(rows, reference):.3g}")

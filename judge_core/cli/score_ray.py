@@ -29,7 +29,7 @@ from .score_parquet import (count_parquet_rows, is_parquet, parquet_rows, seed_w
 def add_ray_arguments(parser) -> None:
     g = parser.add_argument_group("scale-out on Ray (pip install judge_core[ray])")
     g.add_argument("--replicas", type=int, default=None,
-                   help="judge on Ray Data with N replicas, one judge each (one per GPU)")
+                   help="judge on Ray Data with N replicas, one judge each (one per GPU) (default: none, one process here)")
     g.add_argument("--ray-address", default=None,
                    help="the Ray cluster to run on (`auto`: the one `ray start --head` made here); "
                         "default: a local Ray started for this run")
