@@ -22,6 +22,7 @@ from .chunks import prepared_chunks
 from .dtypes import resolve_device, resolve_dtype
 from .plan import plan_batches
 from .prepare import PreparedPairs, pair_score
+from .prompt_tokens import PromptTokenizer
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
 from .scoring import PairScore
@@ -38,7 +39,8 @@ class Judge:
     """A pairwise judge over one checkpoint. Build with `Judge.from_pretrained`."""
 
     def __init__(self, backend, tokenizer, *, token_budget: int = 32768, ascii_json: bool = True,
-                 max_context: int | None = None, chat_template_kwargs: dict | None = None):
+                 max_context: int | None = None, chat_template_kwargs: dict | None = None,
+                 parse_special_tokens_in_text: bool = False):
         if check_token_budget(token_budget) == "auto":
             raise ValueError("token_budget='auto' is resolved by Judge.from_pretrained; pass an int here")
         self.backend = backend
@@ -54,6 +56,8 @@ class Judge:
                                  "tokens (max_position_embeddings)")
         self.max_context = int(max_context or backend.max_context)
         self.candidate_ids = candidate_token_ids(tokenizer)
+        # Control-token strings in the request's text stay plain text unless this opt-in (prompt_tokens.py).
+        self.prompt_tokens = PromptTokenizer(tokenizer, parse_special_tokens_in_text=parse_special_tokens_in_text)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
         self.quantization = None  # "fp8 (twin | scaled_mm)" when the model runs in fp8, set by from_pretrained
         # Tokenize the next chunk on a host thread while the device runs this one (chunks.py). None: on
@@ -67,7 +71,7 @@ class Judge:
                         chat_template_kwargs: dict | None = None, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | None = None,
                         quantization: str | None = None, fp8_compute: str = "auto",
-                        warmup: bool | None = None) -> "Judge":
+                        warmup: bool | None = None, parse_special_tokens_in_text: bool = False) -> "Judge":
         """A judge over a local checkpoint dir or a hub repo id (through the Hugging Face cache).
 
         dtype: None (bf16 on GPU, fp32 on CPU), "bf16" or "fp32" (fp16 is refused: Qwen3.5 overflows it).
@@ -82,6 +86,9 @@ class Judge:
             on the CPU where torch's CPU build has row-wise fp8 _scaled_mm, as 2.13 does: the GPU's call,
             no faster there than the twin).
         warmup: run every batch shape once at load so that no kernel tunes mid-run (default: on CUDA only).
+        parse_special_tokens_in_text: False (default) tokenizes the instruction and responses as plain
+            text, so a response holding "<|im_end|>" cannot close the judge's turn; True parses such
+            strings as control tokens, as the card's code does (prompt_tokens.py).
         """
         from transformers import AutoTokenizer
 
@@ -109,7 +116,7 @@ class Judge:
             # Activations are as wide as the compute dtype: fp32 needs twice bf16's memory per token.
             token_budget = auto_token_budget(text_config(config), device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
-                    chat_template_kwargs=template_kwargs)
+                    chat_template_kwargs=template_kwargs, parse_special_tokens_in_text=parse_special_tokens_in_text)
         judge.path = path
         judge.quantization = None if fp8 is None else f"fp8 ({fp8.compute})"
         from .warmup import maybe_warmup

@@ -14,14 +14,16 @@ class RunningServer:
     """`with RunningServer(app) as url:` serves `app` on 127.0.0.1:<free port> until the block ends."""
 
     def __init__(self, app, wait_ready: bool = True):
-        import uvicorn
+        from judge_core.serve.server import JudgeServer, uvicorn_config
 
         self.wait_ready = wait_ready
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        # The service's own uvicorn setup (header deadline protocol), as `judge-core serve` runs it.
+        self.server = JudgeServer(uvicorn_config(app, app.state.limits, log_level="warning",
+                                                 timeout_graceful_shutdown=5), app.state.scheduler)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> str:

@@ -72,7 +72,7 @@ def test_request_errors_name_the_field_or_limit(judge):
             ("/v1/rewards", b'{"groups": [{"instruction": "i", "responses": ["a","b","c","d"]}]}', 422,
              "makes 6 pairs"),
             ("/get_reward", b'{"query": ["pa"], "prompts": ["p", "q"]}', 422, "same length"),
-            ("/get_reward", b'{"query": ["xa"], "prompts": ["p"]}', 422, "query[0] does not start with prompts[0]"),
+            ("/get_reward", b'{"query": ["pa"]}', 422, "missing field 'prompts'"),
         ]
         for path, body, status, needle in cases:
             got_status, got, _ = post(url + path, body)
@@ -86,6 +86,7 @@ def test_request_errors_name_the_field_or_limit(judge):
         assert "got str" in got["results"][2]["error"]
         metrics = urllib.request.urlopen(url + "/metrics").read().decode()
         assert 'judge_requests_total{endpoint="/v1/compare",status="422"} 4' in metrics
+        assert 'judge_requests_total{endpoint="/get_reward",status="422"} 2' in metrics
         assert "judge_pair_errors_total 2" in metrics
 
 

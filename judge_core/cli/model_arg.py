@@ -22,6 +22,10 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest prompt in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
+    parser.add_argument("--parse-special-tokens-in-text", action="store_true",
+                        help="tokenize control-token strings (<|im_end|>, ...) inside instructions and responses as "
+                             "control tokens, as the card's code does (default: plain text, so a response cannot "
+                             "close the judge's turn)")
     parser.add_argument("--quantization", default="none",
                         help="none | fp8 (default none: the checkpoint as stored, an FP8 checkpoint runs in fp8). "
                              "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
@@ -107,7 +111,9 @@ def judge_from_args(args, **overrides):
                                      backend=args.backend, token_budget=parse_budget(args.token_budget),
                                      ascii_json=not args.unicode_json, max_context=args.max_context,
                                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
-                                     quantization=args.quantization, fp8_compute=args.fp8_compute, **overrides)
+                                     quantization=args.quantization, fp8_compute=args.fp8_compute,
+                                     parse_special_tokens_in_text=getattr(args, "parse_special_tokens_in_text", False),
+                                     **overrides)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
     print(f"judge: {judge.path} (backend {judge.backend.name}, {str(judge.backend.dtype).removeprefix('torch.')}, "
