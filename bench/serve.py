@@ -85,7 +85,7 @@ def run_offline(args, pairs):
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "judge_core.cli.main", "serve", args.model, "--port", str(port),
            "--backend", args.backend, "--token-budget", str(args.token_budget), "--log-level", "warning",
-           "--max-queue-pairs", str(max(8192, args.n_pairs))]
+           "--max-queue-pairs", str(max(32768, args.n_pairs))]
     if args.dtype:
         cmd += ["--dtype", args.dtype]
     if args.device:
@@ -159,8 +159,9 @@ def health_under_load(url: str) -> dict:
 
     rows = measure(url, queued)
     for shape, row in rows.items():
-        print(f"/health under {shape}: p50 {row['health_p50_ms']} ms, max {row['health_max_ms']} ms over "
-              f"{row['polls']} polls ({row['request_s']} s in the server)", file=sys.stderr)
+        print(f"/health under {shape}: p50 {row['health_p50_ms']} ms, p99 {row['health_p99_ms']} ms, max "
+              f"{row['health_max_ms']} ms over {row['polls']} polls ({row['polls_over_100_ms']} over 100 ms; "
+              f"{row['request_s']} s in the server)", file=sys.stderr)
     return rows
 
 

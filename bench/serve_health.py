@@ -6,8 +6,8 @@ Two shapes of 15 MB body, each posted to /v1/compare while another client polls 
 - "15 MB of pairs": ordinary pairs (~7.5 kB each) adding up to 15 MB: parsed, rendered and tokenized
   for real, then queued (the client hangs up once its request is admitted, so the model's minutes of
   work on them are not part of the figure).
-Reported per shape: /health p50 / max latency (ms) over the polls made while the big request was in
-the server, and how many polls that was.
+Reported per shape: /health p50 / p99 / max latency (ms) over the polls made while the big request
+was in the server, how many polls that was and how many took over 100 ms.
 """
 
 from __future__ import annotations
@@ -73,7 +73,10 @@ def measure(url: str, queued_prompts) -> dict:
         request_s = time.perf_counter() - t0
         polls.sort()
         rows[shape] = {"health_p50_ms": round(polls[len(polls) // 2], 1) if polls else None,
+                       "health_p99_ms": round(polls[min(len(polls) - 1, round(0.99 * (len(polls) - 1)))], 1)
+                       if polls else None,
                        "health_max_ms": round(polls[-1], 1) if polls else None, "polls": len(polls),
+                       "polls_over_100_ms": sum(p > 100 for p in polls),
                        "request_s": round(request_s, 2), "body_mb": round(len(body) / 1e6, 1)}
         # Let the server drop the gone client's queue before the next shape.
         deadline = time.monotonic() + 120

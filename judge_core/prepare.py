@@ -38,7 +38,7 @@ class PreparedPairs:
 def char_limit(judge) -> int | None:
     """More characters than this in a pair's three texts means a prompt over the context, whatever
     its tokens (None: the tokenizer gives no such bound)."""
-    per_token = judge.prompt_tokens.max_chars_per_token
+    per_token = getattr(judge.prompt_tokens, "max_chars_per_token", None)  # a stand-in may give no bound
     return None if per_token is None else judge.max_context * per_token
 
 
@@ -53,7 +53,7 @@ def over_context_by_chars(judge, pair: tuple[str, str, str]) -> PairScore | None
         return None
     return PairScore.failed(
         f"prompt of over {judge.max_context} tokens ({chars} characters; a token covers at most "
-        f"{judge.prompt_tokens.max_chars_per_token}) exceeds the model's context of {judge.max_context} tokens")
+        f"{limit // judge.max_context}) exceeds the model's context of {judge.max_context} tokens")
 
 
 def prepare_pairs(judge, pairs: Sequence[Any],
