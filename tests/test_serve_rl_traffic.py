@@ -277,6 +277,12 @@ def test_slow_clients_are_cut_off(judge):
             answer = read_until_closed(sock)
         assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1") == 1
         assert metric(url, 'judge_requests_total{endpoint="/v1/compare",status="408"}') == 1
+        # A client that hangs up in the middle of its body is counted as gone (499), not as a 500.
+        with socket.create_connection(address) as sock:
+            sock.sendall(b"POST /v1/compare HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pairs\"")
+        wait_until(lambda: metric(url, 'judge_requests_total{endpoint="/v1/compare",status="499"}') == 1,
+                   what="the gone client to be counted")
+        assert metric(url, 'judge_requests_total{endpoint="/v1/compare",status="500"}') == 0
 
 
 def test_queue_full_is_refused_before_tokenizing(judge):

@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from . import schemas
 from .limits import ServeLimits
@@ -117,6 +118,8 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
                         raise RequestError(413, f"request body exceeds max_body_bytes={limits.max_body_bytes}",
                                            {"Connection": "close"})
                     chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
         except TimeoutError:
             raise RequestError(408, f"request body not received within body_timeout_s={limits.body_timeout_s} "
                                     f"({size} bytes arrived)", {"Connection": "close"}) from None
