@@ -18,10 +18,9 @@ from judge_core.api import Judge  # noqa: E402
 from judge_core.client import JudgeClient, JudgeServerError  # noqa: E402
 from judge_core.serve.app import create_app  # noqa: E402
 from judge_core.serve.limits import ServeLimits  # noqa: E402
-from judge_core.serve.metrics import ServeMetrics  # noqa: E402
 from judge_core.serve.scheduler import Scheduler  # noqa: E402
 
-from serve_server import GatedBackend, RunningServer, wait_until  # noqa: E402
+from serve_server import GatedBackend, RunningServer, post, post_json, serve_app, wait_until  # noqa: E402
 
 PAIR = {"instruction": "Write a line.", "response_1": "A quiet line.", "response_2": "A loud — line!"}
 
@@ -32,24 +31,7 @@ def judge(tiny_text_ckpt):
 
 
 def app_for(judge, limits=None, backend=None, **judge_kwargs):
-    served = Judge(backend or judge.backend, judge.tokenizer, **judge_kwargs)
-    limits = limits or ServeLimits()
-    metrics = ServeMetrics()
-    return create_app(Scheduler(served, max_queue_prompts=2 * limits.max_queue_pairs, metrics=metrics), limits,
-                      metrics)
-
-
-def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
-
-
-def post_json(url: str, data, headers=None):
-    return post(url, json.dumps(data).encode(), headers)
+    return serve_app(judge, limits, backend, **judge_kwargs)[0]
 
 
 def test_request_errors_name_the_field_or_limit(judge):

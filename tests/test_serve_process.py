@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from serve_server import wait_until  # noqa: E402
+from serve_server import http_status as status, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -43,16 +43,6 @@ def serve(ckpt, port: int, *flags: str) -> subprocess.Popen:
                              "--backend", "packed", *flags], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, restore_signals=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
 
 
 def post(url: str, data) -> tuple[int, dict]:

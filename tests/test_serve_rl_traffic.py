@@ -33,12 +33,10 @@ pytest.importorskip("uvicorn")
 
 from judge_core.api import Judge  # noqa: E402
 from judge_core.client import JudgeClient, JudgeServerError  # noqa: E402
-from judge_core.serve.app import create_app  # noqa: E402
 from judge_core.serve.limits import ServeLimits  # noqa: E402
-from judge_core.serve.metrics import ServeMetrics  # noqa: E402
-from judge_core.serve.scheduler import Scheduler  # noqa: E402
 
-from serve_server import GatedBackend, RunningServer, wait_until  # noqa: E402
+from serve_server import GatedBackend, RunningServer, post_json, post, wait_until  # noqa: E402
+from serve_server import serve_app as served  # noqa: E402
 
 PAIR = {"instruction": "Write a line.", "response_1": "A quiet line.", "response_2": "A loud line!"}
 
@@ -68,28 +66,6 @@ class CountingTokens:
             self.holding.set()
             assert self.release.wait(60), "test never released the held tokenize call"
         return self.inner(prompts, users)
-
-
-def served(judge, limits=None, backend=None, **judge_kwargs):
-    """(app, the served Judge): a fresh Judge over the module's model, as create_app serves it."""
-    judge_ = Judge(backend or judge.backend, judge.tokenizer, **judge_kwargs)
-    limits = limits or ServeLimits()
-    metrics = ServeMetrics()
-    app = create_app(Scheduler(judge_, max_queue_prompts=2 * limits.max_queue_pairs, metrics=metrics), limits, metrics)
-    return app, judge_
-
-
-def post(url: str, body: bytes, headers: dict | None = None, timeout: float = 120) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
-
-
-def post_json(url: str, data, headers=None):
-    return post(url, json.dumps(data).encode(), headers)
 
 
 def metric(url: str, line_start: str) -> float:
