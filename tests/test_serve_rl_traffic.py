@@ -282,10 +282,14 @@ def test_queue_full_is_refused_before_tokenizing(judge):
             JudgeClient(url).compare([PAIR])
         assert e.value.status == 503 and e.value.retry_after == 1.0 and "queue full" in e.value.message
         assert len(counting.calls) == calls  # refused before its prompts were tokenized
+        # A client that honours Retry-After gets its answer once the queue has room.
+        retrying = threading.Thread(target=lambda: answers.append(JudgeClient(url, retries=120).compare([PAIR])))
+        retrying.start()
+        wait_until(lambda: app.state.metrics.requests.get(("/v1/compare", 503), 0) >= 2, what="a retried 503")
         gated.gate.set()
-        for t in clients:
+        for t in clients + [retrying]:
             t.join(60)
-    assert len(answers) == 3 and all("p1" in a[0] for a in answers)
+    assert len(answers) == 4 and all("p1" in a[0] for a in answers)
 
 
 def test_deadline_503_is_early(judge):
