@@ -10,6 +10,8 @@
    request latency p50/p99, the batch fill the server reports on /metrics.
 3. The served results are checked against the offline ones (max |d| in pp) and one JSON row is
    printed and appended to --out.
+4. /health latency while the server takes a 15 MB request (bench/serve_health.py; target < 100 ms),
+   unless --no-health-under-load.
 
 Pairs: bench.workloads.synthetic_pairs (English-like text, real tokenizer) with responses of median
 --response-median tokens, so judge prompts run from a few hundred to ~2k tokens.
@@ -44,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads for both the offline run and the server (OMP_NUM_THREADS)")
     p.add_argument("--out", default="bench/out/serve.jsonl", help="JSONL file the row is appended to")
+    p.add_argument("--no-health-under-load", action="store_true",
+                   help="skip the /health latency under a 15 MB request")
     return p.parse_args(argv)
 
 
@@ -87,7 +91,7 @@ def run_offline(args, pairs):
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "judge_core.cli.main", "serve", args.model, "--port", str(port),
            "--backend", args.backend, "--token-budget", str(args.token_budget), "--log-level", "warning",
-           "--max-queue-pairs", str(max(8192, args.n_pairs))]
+           "--max-queue-pairs", str(max(32768, args.n_pairs))]
     if args.dtype:
         cmd += ["--dtype", args.dtype]
     if args.device:
@@ -158,6 +162,22 @@ def run_served(args, pairs, url: str):
     return results, seconds, latencies, metrics
 
 
+def health_under_load(url: str) -> dict:
+    import urllib.request
+
+    from bench.serve_health import measure
+
+    def queued() -> float:
+        return metric_value(urllib.request.urlopen(url + "/metrics").read().decode(), "judge_queue_prompts ")
+
+    rows = measure(url, queued)
+    for shape, row in rows.items():
+        print(f"/health under {shape}: p50 {row['health_p50_ms']} ms, p99 {row['health_p99_ms']} ms, max "
+              f"{row['health_max_ms']} ms over {row['polls']} polls ({row['polls_over_100_ms']} over 100 ms; "
+              f"{row['request_s']} s in the server)", file=sys.stderr)
+    return rows
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--rl" in argv:  # RL-shaped traffic (OpenRLHF per-sample and whole-batch, groups per mode): bench/serve_rl.py
@@ -187,6 +207,7 @@ def main(argv=None) -> int:
     server = start_server(args, port)
     try:
         served, served_s, latencies, metrics = run_served(args, pairs, f"http://127.0.0.1:{port}")
+        health = None if args.no_health_under_load else health_under_load(f"http://127.0.0.1:{port}")
     finally:
         server.send_signal(signal.SIGTERM)
         exit_code = server.wait(120)
@@ -206,7 +227,7 @@ def main(argv=None) -> int:
         "served_model_s": round(metric_value(metrics, "judge_model_seconds_total"), 3),
         "batches": int(metric_value(metrics, "judge_batches_total")),
         "batch_fill_mean": round(metric_value(metrics, 'judge_batch_fill_ratio{window="mean"}'), 3),
-        "max_abs_diff_pp": err, "server_exit_code": exit_code,
+        "max_abs_diff_pp": err, "server_exit_code": exit_code, "health_under_15mb": health,
     }
     print(json.dumps(row))
     out = Path(args.out)

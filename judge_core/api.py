@@ -25,6 +25,7 @@ from .embedded.resolve import resolve_model
 from .plan import plan_batches
 from .prefix import PrefixPolicy, plan_shared_batches
 from .prepare import PreparedPairs, pair_score
+from .prompt_tokens import PromptTokenizer
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import run_batches
 from .scoring import PairScore
@@ -43,7 +44,7 @@ class Judge:
 
     def __init__(self, backend, tokenizer, *, token_budget: int = 32768, ascii_json: bool = True,
                  max_context: int | None = None, chat_template_kwargs: dict | None = None,
-                 share_prefixes: bool = True):
+                 share_prefixes: bool = True, parse_special_tokens_in_text: bool = False):
         if check_token_budget(token_budget) == "auto":
             raise ValueError("token_budget='auto' is resolved by Judge.from_pretrained; pass an int here")
         self.backend = backend
@@ -59,6 +60,8 @@ class Judge:
                                  "tokens (max_position_embeddings)")
         self.max_context = int(max_context or backend.max_context)
         self.candidate_ids = candidate_token_ids(tokenizer)
+        # Control-token strings in the request's text stay plain text unless this opt-in (prompt_tokens.py).
+        self.prompt_tokens = PromptTokenizer(tokenizer, parse_special_tokens_in_text=parse_special_tokens_in_text)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
         self.quantization = None  # "fp8 (twin | scaled_mm)" when the model runs in fp8, set by from_pretrained
         # Tokenize the next chunk on a host thread while the device runs this one (chunks.py). None: on
@@ -77,7 +80,8 @@ class Judge:
                         token: str | bool | None = None, cache_dir: str | None = None,
                         quantization: str | None = None, fp8_compute: str = "auto",
                         warmup: bool | None = None, threads: int | str | None = None,
-                        share_prefixes: bool = True) -> "Judge":
+                        share_prefixes: bool = True,
+                        parse_special_tokens_in_text: bool = False) -> "Judge":
         """A judge over "tiny" (the embedded tiny random judge, built once; no revision), a local
         checkpoint dir or a hub repo id (through the Hugging Face cache): judge_core.embedded.resolve_model.
 
@@ -98,6 +102,9 @@ class Judge:
             setting is left as it is; the command line defaults to "auto").
         share_prefixes: compute each prefix that prompts of a batch share once (default on; the packed
             backend does it, hf computes every prompt whole). Same numbers within float rounding.
+        parse_special_tokens_in_text: False (default) tokenizes the instruction and responses as plain
+            text, so a response holding "<|im_end|>" cannot close the judge's turn; True parses such
+            strings as control tokens, as the card's code does (prompt_tokens.py).
         """
         from transformers import AutoTokenizer
 
@@ -126,7 +133,8 @@ class Judge:
             # Activations are as wide as the compute dtype: fp32 needs twice bf16's memory per token.
             token_budget = auto_token_budget(ckpt.text, device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
-                    chat_template_kwargs=template_kwargs, share_prefixes=share_prefixes)
+                    chat_template_kwargs=template_kwargs, share_prefixes=share_prefixes,
+                    parse_special_tokens_in_text=parse_special_tokens_in_text)
         judge.path = path
         judge.quantization = None if fp8 is None else f"fp8 ({fp8.compute})"
         from .warmup import maybe_warmup

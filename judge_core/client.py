@@ -6,11 +6,14 @@
     client.rewards([{"instruction": "...", "responses": ["...", "...", "..."]}])
 
 Errors raise JudgeServerError with the server's status and message; a per-pair error stays an entry.
+`retries=N` retries a 503 (queue full, request deadline, warming up, shutting down) up to N times,
+waiting the server's Retry-After (at most `max_wait` seconds) each time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any, Sequence
@@ -29,10 +32,15 @@ class JudgeServerError(RuntimeError):
 
 
 class JudgeClient:
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 600.0):
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 600.0, retries: int = 0,
+                 max_wait: float = 60.0):
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.retries = retries
+        self.max_wait = max_wait
 
     def compare(self, pairs: Sequence[Any]) -> list[dict]:
         """pairs: dicts {instruction, response_1, response_2, id?} or 3-tuples. -> results in order:
@@ -69,6 +77,16 @@ class JudgeClient:
         return self._request("GET", "/health")
 
     def _request(self, method: str, path: str, body: Any = None) -> dict:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._request_once(method, path, body)
+            except JudgeServerError as e:
+                if e.status != 503 or attempt == self.retries:
+                    raise
+                time.sleep(min(self.max_wait, e.retry_after if e.retry_after is not None else 1.0))
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, body: Any = None) -> dict:
         data = None if body is None else json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if self.api_key:
@@ -84,6 +102,10 @@ class JudgeClient:
             except (ValueError, AttributeError):
                 message = raw.decode("utf-8", "replace") or e.reason
             retry = e.headers.get("Retry-After") if e.headers else None
-            raise JudgeServerError(e.code, str(message), float(retry) if retry else None) from None
+            try:
+                retry_after = float(retry) if retry else None
+            except ValueError:  # an HTTP date: not sent by judge-core serve
+                retry_after = None
+            raise JudgeServerError(e.code, str(message), retry_after) from None
         except urllib.error.URLError as e:
             raise JudgeServerError(0, f"cannot reach {self.base_url}: {e.reason}") from None

@@ -3,6 +3,11 @@
 The steps on either side of the forward pass, shared by `Judge.compare_many` and the scoring service
 (which tokenizes on request threads while the model runs): rejected pairs and prompts over the
 model's context are answered here without reaching the model.
+
+A pair whose text is too long to fit the context whatever its tokens (more characters than
+max_context x the most characters one token covers) is answered before anything is rendered or
+tokenized: one 15 MB response must not cost seconds of tokenizing and a gigabyte of token lists
+just to learn that it is too long.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass
+from .prompts import user_content
 from .scoring import PairScore, combine_passes
 
 
@@ -29,12 +35,35 @@ class PreparedPairs:
         return sum(len(s) for s in self.sequences)
 
 
+def char_limit(judge) -> int | None:
+    """More characters than this in a pair's three texts means a prompt over the context, whatever
+    its tokens (None: the tokenizer gives no such bound)."""
+    per_token = getattr(judge.prompt_tokens, "max_chars_per_token", None)  # a stand-in may give no bound
+    return None if per_token is None else judge.max_context * per_token
+
+
+def over_context_by_chars(judge, pair: tuple[str, str, str]) -> PairScore | None:
+    """The over-context error of a pair too long in characters alone; None when it may fit.
+
+    Each prompt holds all three texts (escaped, which only lengthens them) plus the template, so its
+    characters are at least theirs; a token covers at most max_chars_per_token characters."""
+    limit = char_limit(judge)
+    chars = sum(len(text) for text in pair)
+    if limit is None or chars <= limit:
+        return None
+    return PairScore.failed(
+        f"prompt of over {judge.max_context} tokens ({chars} characters; a token covers at most "
+        f"{limit // judge.max_context}) exceeds the model's context of {judge.max_context} tokens")
+
+
 def prepare_pairs(judge, pairs: Sequence[Any],
-                  tokenize: Callable[[list[str]], list[list[int]]] | None = None) -> PreparedPairs:
-    """Validate, render both passes (judge.prompt) and tokenize them in one call (judge.tokenize, or
-    `tokenize`); pairs that cannot reach the model get their PairScore in `results` at once."""
+                  tokenize: Callable[[list[str], list[str]], list[list[int]]] | None = None) -> PreparedPairs:
+    """Validate, render both passes (judge.prompt) and tokenize them in one call (judge.prompt_tokens,
+    or `tokenize(prompts, user_messages)`); pairs that cannot reach the model get their PairScore in
+    `results` at once."""
     results: list[PairScore | None] = [None] * len(pairs)
     texts: list[str] = []
+    user_texts: list[str] = []
     owner: list[int] = []
     for i, raw in enumerate(pairs):
         try:
@@ -42,10 +71,14 @@ def prepare_pairs(judge, pairs: Sequence[Any],
         except PairError as e:
             results[i] = PairScore.failed(str(e))
             continue
+        results[i] = over_context_by_chars(judge, pair)
+        if results[i] is not None:
+            continue
         for shown in dual_pass(pair):
             texts.append(judge.prompt(*shown))
+            user_texts.append(user_content(*shown, ascii_json=judge.ascii_json))
             owner.append(i)
-    tokens = (tokenize or judge.tokenize)(texts)
+    tokens = (tokenize or judge.prompt_tokens)(texts, user_texts)
     prepared = PreparedPairs(results)
     for k in range(0, len(tokens), 2):
         i = owner[k]

@@ -3,9 +3,12 @@ backends that hold or fail batches on demand (to reach queue-full, timeout, disc
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import torch
 
@@ -14,14 +17,16 @@ class RunningServer:
     """`with RunningServer(app) as url:` serves `app` on 127.0.0.1:<free port> until the block ends."""
 
     def __init__(self, app, wait_ready: bool = True):
-        import uvicorn
+        from judge_core.serve.server import JudgeServer, uvicorn_config
 
         self.wait_ready = wait_ready
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        # The service's own uvicorn setup (header deadline protocol), as `judge-core serve` runs it.
+        self.server = JudgeServer(uvicorn_config(app, app.state.limits, log_level="warning",
+                                                 timeout_graceful_shutdown=5), app.state.scheduler)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> str:
@@ -32,12 +37,27 @@ class RunningServer:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         if self.wait_ready:  # /health says 200 once the model is warm
-            wait_until(lambda: _status(self.url + "/health") == 200, 60, "/health 200")
+            wait_until(lambda: http_status(self.url + "/health") == 200, 60, "/health 200")
         return self.url
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+def serve_app(judge, limits=None, backend=None, **judge_kwargs):
+    """(app, served Judge): a fresh Judge over `judge`'s model (or `backend`), served as create_app does."""
+    from judge_core.api import Judge
+    from judge_core.serve.app import create_app
+    from judge_core.serve.limits import ServeLimits
+    from judge_core.serve.metrics import ServeMetrics
+    from judge_core.serve.scheduler import Scheduler
+
+    served = Judge(backend or judge.backend, judge.tokenizer, **judge_kwargs)
+    limits = limits or ServeLimits()
+    metrics = ServeMetrics()
+    scheduler = Scheduler(served, max_queue_prompts=2 * limits.max_queue_pairs, metrics=metrics)
+    return create_app(scheduler, limits, metrics), served
 
 
 class GatedBackend:
@@ -69,15 +89,29 @@ class GatedBackend:
         return self.inner.candidate_logits(batch)
 
 
-def _status(url: str) -> int:
-    import urllib.error
-    import urllib.request
-
+def http_status(url: str) -> int:
+    """The GET status of url; 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
+    except OSError:
+        return 0
+
+
+def post(url: str, body: bytes, headers: dict | None = None, timeout: float = 120) -> tuple[int, dict, dict]:
+    """POST a raw body -> (status, JSON answer, headers), error statuses included."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def post_json(url: str, data, headers: dict | None = None) -> tuple[int, dict, dict]:
+    return post(url, json.dumps(data).encode(), headers)
 
 
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:

@@ -52,15 +52,15 @@ def test_next_chunk_is_tokenized_while_the_model_runs(qwen_tokenizer, monkeypatc
     judge = _judge(qwen_tokenizer, backend)
     judge.prefetch = True
     calls = []
-    tokenize = judge.tokenize
+    tokenize = judge.prompt_tokens
 
-    def watched(texts):
+    def watched(texts, user_texts):
         calls.append(len(texts))
         if len(calls) == 2:
             second_chunk_started.set()
-        return tokenize(texts)
+        return tokenize(texts, user_texts)
 
-    monkeypatch.setattr(judge, "tokenize", watched)
+    monkeypatch.setattr(judge, "prompt_tokens", watched)
     pairs = random_pairs(FIRST_CHUNK_PAIRS + 10, seed=5, max_words=8)
     scores = judge.compare_many(pairs)
     assert calls == [2 * FIRST_CHUNK_PAIRS, 20]
@@ -84,15 +84,15 @@ def test_prefetch_changes_no_number(tiny_text_ckpt):
 def test_a_failure_in_the_prefetch_thread_reaches_the_caller(qwen_tokenizer, monkeypatch):
     judge = _judge(qwen_tokenizer, _FakeBackend(threading.Event()))
     judge.prefetch = True
-    tokenize, calls = judge.tokenize, []
+    tokenize, calls = judge.prompt_tokens, []
 
-    def broken_second(texts):
+    def broken_second(texts, user_texts):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("tokenizer died")
-        return tokenize(texts)
+        return tokenize(texts, user_texts)
 
-    monkeypatch.setattr(judge, "tokenize", broken_second)
+    monkeypatch.setattr(judge, "prompt_tokens", broken_second)
     monkeypatch.setattr(judge.backend, "release", threading.Event())
     judge.backend.release.set()
     with pytest.raises(RuntimeError, match="tokenizer died"):

@@ -18,10 +18,9 @@ from judge_core.api import Judge  # noqa: E402
 from judge_core.client import JudgeClient, JudgeServerError  # noqa: E402
 from judge_core.serve.app import create_app  # noqa: E402
 from judge_core.serve.limits import ServeLimits  # noqa: E402
-from judge_core.serve.metrics import ServeMetrics  # noqa: E402
 from judge_core.serve.scheduler import Scheduler  # noqa: E402
 
-from serve_server import GatedBackend, RunningServer, wait_until  # noqa: E402
+from serve_server import GatedBackend, RunningServer, post, post_json, serve_app, wait_until  # noqa: E402
 
 PAIR = {"instruction": "Write a line.", "response_1": "A quiet line.", "response_2": "A loud — line!"}
 
@@ -32,24 +31,7 @@ def judge(tiny_text_ckpt):
 
 
 def app_for(judge, limits=None, backend=None, **judge_kwargs):
-    served = Judge(backend or judge.backend, judge.tokenizer, **judge_kwargs)
-    limits = limits or ServeLimits()
-    metrics = ServeMetrics()
-    return create_app(Scheduler(served, max_queue_prompts=2 * limits.max_queue_pairs, metrics=metrics), limits,
-                      metrics)
-
-
-def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
-
-
-def post_json(url: str, data, headers=None):
-    return post(url, json.dumps(data).encode(), headers)
+    return serve_app(judge, limits, backend, **judge_kwargs)[0]
 
 
 def test_request_errors_name_the_field_or_limit(judge):
@@ -72,7 +54,7 @@ def test_request_errors_name_the_field_or_limit(judge):
             ("/v1/rewards", b'{"groups": [{"instruction": "i", "responses": ["a","b","c","d"]}]}', 422,
              "makes 6 pairs"),
             ("/get_reward", b'{"query": ["pa"], "prompts": ["p", "q"]}', 422, "same length"),
-            ("/get_reward", b'{"query": ["xa"], "prompts": ["p"]}', 422, "query[0] does not start with prompts[0]"),
+            ("/get_reward", b'{"query": ["pa"]}', 422, "missing field 'prompts'"),
         ]
         for path, body, status, needle in cases:
             got_status, got, _ = post(url + path, body)
@@ -86,6 +68,7 @@ def test_request_errors_name_the_field_or_limit(judge):
         assert "got str" in got["results"][2]["error"]
         metrics = urllib.request.urlopen(url + "/metrics").read().decode()
         assert 'judge_requests_total{endpoint="/v1/compare",status="422"} 4' in metrics
+        assert 'judge_requests_total{endpoint="/get_reward",status="422"} 2' in metrics
         assert "judge_pair_errors_total 2" in metrics
 
 

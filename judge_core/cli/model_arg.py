@@ -27,6 +27,10 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest prompt in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
+    parser.add_argument("--parse-special-tokens-in-text", action="store_true",
+                        help="tokenize control-token strings (<|im_end|>, ...) inside instructions and responses as "
+                             "control tokens, as the card's code does (default: plain text, so a response cannot "
+                             "close the judge's turn)")
     parser.add_argument("--quantization", default="none",
                         help=f"{' | '.join(QUANTIZATIONS)} (default: none = the checkpoint as stored, an FP8 checkpoint runs in fp8). "
                              "fp8 = W8A8 FP8 quantized at load from a float checkpoint: CUDA sm_89+ GPUs; on the "
@@ -143,7 +147,9 @@ def judge_from_args(args, **overrides):
                                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
                                      quantization=args.quantization, fp8_compute=args.fp8_compute,
                                      threads=parse_threads(args.threads),
-                                     share_prefixes=not getattr(args, "no_share_prefixes", False), **overrides)
+                                     share_prefixes=not getattr(args, "no_share_prefixes", False),
+                                     parse_special_tokens_in_text=getattr(args, "parse_special_tokens_in_text", False),
+                                     **overrides)
     except (CheckpointError, ValueError, TypeError) as e:
         raise usage_error(str(e)) from None
     device = judge.backend.device

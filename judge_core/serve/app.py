@@ -1,51 +1,58 @@
-"""HTTP routes (FastAPI): /v1/compare, /v1/rewards, /get_reward (OpenRLHF), /health, /metrics.
+"""HTTP routes (FastAPI): /v1/compare, /v1/rewards, /get_reward (OpenRLHF), /health, /metrics, /docs.
 
-Every scoring route: read the body (size-limited) -> validate (requests.py) -> prompts and token ids
-on a worker thread (prepare.py) -> submit to the one Scheduler -> wait for the job, the client's
+Every scoring route: read the body (size-limited, within body_timeout_s) -> parse and validate it on a
+worker thread (requests.py; a 15 MB body must not freeze /health) -> admission (scheduler.admit:
+queue room and the deadline, before any work) -> prompts and token ids on a worker thread
+(prepare.py, no global lock) -> submit to the one Scheduler -> wait for the job, the client's
 disconnect or the request timeout, whichever comes first -> JSON.
-Errors are `{"error": "<message>"}` with the status: 400 body not JSON, 401 auth, 413 body too
-large, 422 a field or the pairs-per-request limit, 503 queue full / not ready / shutting down
-(with Retry-After), 504 timeout.
+Errors are `{"error": "<message>"}` with the status, for every route and for unknown paths and
+methods too: 400 body not strict JSON, 401 auth, 404/405 no such route, 408 body too slow, 413 body
+too large, 422 a field or the pairs-per-request limit, 500 a bug, 503 queue full / deadline / not
+ready / shutting down (with Retry-After), 504 timeout. Every response is counted in /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
+import logging
+import math
 import time
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Callable
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from . import schemas
 from .groups import GroupBarrier
 from .limits import ServeLimits
 from .metrics import ServeMetrics
 from ..prepare import finish_pairs, prepare_pairs
 from .requests import RequestError, check_pair_count, compare_pairs, openrlhf_items, parse_body, reward_groups
-from .rewards import RewardGroup, count_matchups, expand_groups, group_rewards, openrlhf_body, openrlhf_groups, rewards_body
+from ..rewards.modes import SampleReward
+from .rewards import (RewardGroup, count_matchups, expand_groups, group_rewards, openrlhf_body, openrlhf_groups,
+                      rewards_body)
 from .rl_routes import RLRoutes, register_rl_routes, rl_options
 from .scheduler import QueueFull, Scheduler
 
-
-# The fast tokenizer is a Rust object shared by every request thread; one call at a time keeps it
-# safe (each call already runs a whole request's prompts in one batch).
-TOKENIZER_LOCK = threading.Lock()
-
-
-def locked_tokenize(judge):
-    def tokenize(texts: list[str]) -> list[list[int]]:
-        with TOKENIZER_LOCK:
-            return judge.tokenize(texts)
-
-    return tokenize
+log = logging.getLogger("judge_core.serve")
+ROUTES = ("/v1/compare", "/v1/rewards", "/get_reward", "/v1/group_reward", "/slime_reward", "/health", "/metrics",
+          "/docs", "/openapi.json")
 
 
 class ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
+
+
+def retry_after(seconds: float | None, limits: ServeLimits) -> dict:
+    value = limits.retry_after_s if seconds is None else max(1, math.ceil(seconds))
+    return {"Retry-After": str(value)}
 
 
 def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics: ServeMetrics | None = None,
@@ -61,13 +68,39 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
     async def lifespan(app):
         scheduler.start()
         yield
-        # uvicorn has stopped accepting and waited for open requests; finish whatever is queued.
+        # uvicorn has stopped accepting and waited for open requests; finish whatever is queued
+        # (after an abort, scheduler.stop waits only briefly for the batch still running).
         await anyio.to_thread.run_sync(scheduler.stop)
 
-    app = FastAPI(title="judge_core scoring service", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="judge_core scoring service", lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  description="Pairwise logit judge as a batching service. Errors are {\"error\": message}.")
     app.state.scheduler = scheduler
     app.state.metrics = metrics
     app.state.limits = limits
+
+    def endpoint_label(request: Request) -> str:
+        return request.url.path if request.url.path in ROUTES else "other"  # bounded label values
+
+    def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> Response:
+        response = error_response(e.status_code, str(e.detail), getattr(e, "headers", None))
+        metrics.request(endpoint_label(request), response.status_code, 0.0)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError) -> Response:
+        response = error_response(422, str(e.errors()))
+        metrics.request(endpoint_label(request), 422, 0.0)
+        return response
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception) -> Response:
+        log.exception("internal error on %s", request.url.path)
+        metrics.request(endpoint_label(request), 500, 0.0)
+        return error_response(500, f"internal error: {type(e).__name__}: {e}")
 
     def check_auth(request: Request) -> None:
         if limits.api_key is None:
@@ -78,40 +111,63 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             raise RequestError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
                                {"WWW-Authenticate": "Bearer"})
 
-    async def read_json(request: Request) -> Any:
+    async def read_body(request: Request, started: float) -> bytes:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise RequestError(413, f"request body of {int(declared)} bytes exceeds max_body_bytes="
-                                    f"{limits.max_body_bytes}")
+                                    f"{limits.max_body_bytes}", {"Connection": "close"})
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limits.max_body_bytes:
-                raise RequestError(413, f"request body exceeds max_body_bytes={limits.max_body_bytes}")
-            chunks.append(chunk)
-        return parse_body(b"".join(chunks))
+        try:
+            async with asyncio.timeout(limits.body_timeout_s - (time.perf_counter() - started)):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limits.max_body_bytes:
+                        raise RequestError(413, f"request body exceeds max_body_bytes={limits.max_body_bytes}",
+                                           {"Connection": "close"})
+                    chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
+        except TimeoutError:
+            raise RequestError(408, f"request body not received within body_timeout_s={limits.body_timeout_s} "
+                                    f"({size} bytes arrived)", {"Connection": "close"}) from None
+        return b"".join(chunks)
+
+    async def read_input(request: Request, started: float, validate: Callable[[Any], Any]) -> Any:
+        """The body, parsed and validated on a worker thread (json.loads of megabytes holds the GIL)."""
+        body = await read_body(request, started)
+        return await anyio.to_thread.run_sync(lambda: validate(parse_body(body)))
 
     async def wait_disconnect(request: Request) -> None:
         # The body is read: the next ASGI message is the disconnect, whenever it comes.
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
+    def deadline_left(started: float) -> float | None:
+        if limits.request_deadline_s is None:
+            return None
+        return limits.request_deadline_s - (time.perf_counter() - started)
+
     async def score(request: Request, pairs: list, started: float):
         """-> (PairScores in input order, prompt tokens); raises ClientGone or RequestError (503, 504)."""
         if scheduler.failed is not None or not scheduler.ready.is_set():
-            raise RequestError(503, "the model is still loading or warming up",
-                               {"Retry-After": str(limits.retry_after_s)})
-        prepared = await anyio.to_thread.run_sync(prepare_pairs, scheduler.judge, pairs, locked_tokenize(scheduler.judge))
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def on_done(job) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-
-        try:
-            job = scheduler.submit(prepared.sequences, on_done)
+            raise RequestError(503, "the model is still loading or warming up", retry_after(None, limits))
+        try:  # admission before any work: room in the queue, and time before the client's deadline
+            ticket = scheduler.admit(2 * len(pairs), deadline_left(started))
         except QueueFull as e:
-            raise RequestError(503, str(e), {"Retry-After": str(limits.retry_after_s)}) from None
+            raise RequestError(503, str(e), retry_after(e.retry_after, limits)) from None
+        try:
+            prepared = await anyio.to_thread.run_sync(prepare_pairs, scheduler.judge, pairs)
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+
+            def on_done(job) -> None:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+            job = scheduler.submit(prepared.sequences, on_done, ticket, deadline_left(started))
+        except QueueFull as e:
+            raise RequestError(503, str(e), retry_after(e.retry_after, limits)) from None
+        finally:
+            scheduler.release(ticket)
         # request None: work on behalf of several requests (a group barrier), never cancelled by one client.
         gone = asyncio.ensure_future(wait_disconnect(request)) if request is not None else loop.create_future()
         try:
@@ -120,6 +176,9 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
                                              return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
+        if job.aborted:
+            raise RequestError(503, "the server is shutting down now (a second stop signal): retry",
+                               {**retry_after(None, limits), "Connection": "close"})
         if done not in finished:
             scheduler.cancel(job)  # nobody will read these prompts: they leave the queue now
             metrics.request_cancelled()
@@ -128,19 +187,22 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             raise RequestError(504, f"request not answered within request_timeout_s={limits.request_timeout_s}")
         return finish_pairs(prepared, job.logits, job.errors), prepared.prompt_tokens
 
-    async def handle(endpoint: str, request: Request, body_to_answer) -> Response:
-        """Auth, body, the route's work, errors as JSON, and the request metrics."""
+    async def handle(endpoint: str, request: Request, validate: Callable[[Any], Any], answer) -> Response:
+        """Auth, body, validation off the loop, the route's work, errors as JSON, and the request metrics."""
         started = time.perf_counter()
         ok = failed = 0
         try:
             check_auth(request)
-            data = await read_json(request)
-            payload, ok, failed = await body_to_answer(request, data, started)
+            inputs = await read_input(request, started, validate)
+            payload, ok, failed = await answer(request, inputs, started)
             response: Response = JSONResponse(payload)
         except RequestError as e:
-            response = JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
+            response = error_response(e.status, e.message, e.headers)
         except ClientGone:
             response = Response(status_code=499)  # never delivered; nginx's code for "client closed"
+        except Exception as e:  # noqa: BLE001 - a bug answers 500 JSON, counted, and the server goes on
+            log.exception("internal error on %s", endpoint)
+            response = error_response(500, f"internal error: {type(e).__name__}: {e}")
         metrics.request(endpoint, response.status_code, time.perf_counter() - started, ok, failed)
         return response
 
@@ -153,10 +215,11 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
         scores, tokens = await score(request, pairs, started)
         return matchups, scores, tokens
 
-    @app.post("/v1/compare")
+    @app.post("/v1/compare", openapi_extra=schemas.request_body(schemas.CompareRequest),
+              responses={200: {"model": schemas.CompareResponse}, **schemas.error_responses(400, 408, 413, 422, 503)})
     async def compare(request: Request) -> Response:
-        async def answer(request, data, started):
-            items = compare_pairs(data, limits)
+        """Judge pairs; results in request order, a bad pair gets an error entry."""
+        async def answer(request, items, started):
             scores, tokens = await score(request, items, started)
             results = []
             for item, s in zip(items, scores):
@@ -164,35 +227,42 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
                 results.append({**ident, **s.to_dict()})
             return {"results": results, "usage": {"prompt_tokens": tokens}}, *tally(scores)
 
-        return await handle("/v1/compare", request, answer)
+        return await handle("/v1/compare", request, lambda data: compare_pairs(data, limits), answer)
 
-    @app.post("/v1/rewards")
+    @app.post("/v1/rewards", openapi_extra=schemas.request_body(schemas.RewardsRequest),
+              responses={200: {"model": schemas.RewardsResponse}, **schemas.error_responses(400, 408, 413, 422, 503)})
     async def rewards(request: Request) -> Response:
-        async def answer(request, data, started):
-            groups = reward_groups(data, limits)
+        """Group rewards in a mode (judge_core.rewards): round robin inside each group, or against its reference."""
+        async def answer(request, groups, started):
             matchups, scores, tokens = await run_groups(request, groups, started)
             return {**rewards_body(groups, matchups, scores), "usage": {"prompt_tokens": tokens}}, *tally(scores)
 
-        return await handle("/v1/rewards", request, answer)
+        return await handle("/v1/rewards", request, lambda data: reward_groups(data, limits), answer)
 
-    @app.post("/get_reward")
+    @app.post("/get_reward", openapi_extra=schemas.request_body(schemas.OpenRLHFRequest),
+              responses={200: {"model": schemas.OpenRLHFResponse}, **schemas.error_responses(400, 408, 413, 422, 503)})
     async def get_reward(request: Request) -> Response:
-        async def answer(request, data, started):
+        """OpenRLHF's remote reward model (`--reward.remote_url http://HOST:PORT/get_reward`); `?mode=` and
+        `?group_size=` pick the reward mode and the group barrier (rl_routes.py). A bad item gets the neutral
+        reward with `judge_failed` 1.0 and its reason in `errors`, never a 422 for the whole batch."""
+        async def answer(request, items, started):
             options = rl_options(request.query_params)
-            if options.group_size is not None:  # per-sample requests: the group barrier (rl_routes.py)
-                return await rl.openrlhf_grouped(request, data, options), 1, 0
-            queries, prompts, labels = openrlhf_items(data, limits)
-            mode = options.mode
+            if options.group_size is not None:  # per-sample requests: the group barrier
+                body = await rl.openrlhf_grouped(request, items, options)
+                return body, len(items) - len(body["errors"]), len(body["errors"])
             try:
-                groups, where = openrlhf_groups(queries, prompts, labels, mode)
+                groups, where = openrlhf_groups(items, options.mode)
             except ValueError as e:
                 raise RequestError(422, str(e)) from None
             check_pair_count(sum(count_matchups(g) for g in groups), "'query'", limits)
             matchups, scores, _ = await run_groups(request, groups, started)
             samples = group_rewards(groups, matchups, scores)
-            return openrlhf_body([samples[g][r] for g, r in where]), *tally(scores)
+            flat = [SampleReward.failed(items.errors.get(i, "not scored")) if w is None else samples[w[0]][w[1]]
+                    for i, w in enumerate(where)]
+            ok, bad = tally(scores)
+            return openrlhf_body(flat), ok, bad + len(items.errors)
 
-        return await handle("/get_reward", request, answer)
+        return await handle("/get_reward", request, lambda data: openrlhf_items(data, limits), answer)
 
     rl = RLRoutes(score, limits, barrier or GroupBarrier())
     app.state.barrier = rl.barrier
@@ -204,8 +274,7 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             return JSONResponse({"status": "failed", "error": f"{type(scheduler.failed).__name__}: "
                                                               f"{scheduler.failed}"}, status_code=500)
         if not scheduler.ready.is_set():
-            return JSONResponse({"status": "warming up"}, status_code=503,
-                                headers={"Retry-After": str(limits.retry_after_s)})
+            return JSONResponse({"status": "warming up"}, status_code=503, headers=retry_after(None, limits))
         return JSONResponse({"status": "ok", "queue_prompts": scheduler.queued_prompts,
                              "token_budget": scheduler.judge.token_budget})
 
@@ -213,4 +282,12 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
     async def prometheus() -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version="1", description=app.description, routes=app.routes)
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(schemas.component_schemas())
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

@@ -41,37 +41,41 @@ def openrlhf_body(samples: Sequence[SampleReward]) -> dict:
     def log(x: float) -> float:
         return x if not math.isnan(x) else NEUTRAL_REWARD
 
-    return {"rewards": values, "scores": values,
+    # OpenRLHF calls torch.tensor(rewards): a number per item, the reason for each neutral one in `errors`.
+    errors = [{"index": i, "error": s.error} for i, s in enumerate(samples) if not s.ok]
+    return {"rewards": values, "scores": values, "errors": errors,
             "extra_logs": {"judge_failed": [0.0 if s.ok else 1.0 for s in samples],
                            "judge_p_ab": [log(s.p_ab) for s in samples],
                            "judge_p_ba": [log(s.p_ba) for s in samples],
                            "judge_p_mean": [log(s.p_mean) for s in samples]}}
 
 
-def openrlhf_groups(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str | None],
-                    mode: str | None = None) -> tuple[list[RewardGroup], list[tuple[int, int]]]:
-    """-> (groups, where[i] = (group, response) of item i).
+def openrlhf_groups(items, mode: str | None = None) -> tuple[list[RewardGroup], list[tuple[int, int] | None]]:
+    """items: requests.OpenRLHFItems (responses already split off their queries, bad items in `errors`).
+    -> (groups, where[i] = (group, response) of item i, None for a bad item).
 
     mode None: a labelled item plays its label (anchor); unlabelled items sharing a prompt play a round
     robin. mode "anchor": every item plays its label. "round_robin" / "bootstrap": items sharing a
     prompt form a group in that mode and labels are not used.
     """
     groups: list[RewardGroup] = []
-    where: list[tuple[int, int]] = [(-1, -1)] * len(queries)
+    where: list[tuple[int, int] | None] = [None] * len(items)
     by_prompt: dict[str, list[int]] = {}
-    for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
+    for i in range(len(items)):
+        if i in items.errors:
+            continue
+        prompt, label = items.prompts[i], items.labels[i]
         if mode in (None, "anchor") and label is not None:
             where[i] = (len(groups), 0)
-            groups.append(RewardGroup(prompt, (split_query(query, prompt),), label, "anchor"))
+            groups.append(RewardGroup(prompt, (items.responses[i],), label, "anchor"))
         elif mode == "anchor":
             raise ValueError(f"mode 'anchor' needs a label for every item: labels[{i}] is empty")
         else:
             by_prompt.setdefault(prompt, []).append(i)
-    for prompt, items in by_prompt.items():
-        for r, i in enumerate(items):
+    for prompt, members in by_prompt.items():
+        for r, i in enumerate(members):
             where[i] = (len(groups), r)
-        groups.append(RewardGroup(prompt, tuple(split_query(queries[i], prompt) for i in items),
-                                  mode=mode or "round_robin"))
+        groups.append(RewardGroup(prompt, tuple(items.responses[i] for i in members), mode=mode or "round_robin"))
     return groups, where
 
 

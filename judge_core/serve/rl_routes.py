@@ -22,8 +22,8 @@ from fastapi.responses import Response
 from ..rewards.chat import instruction_text
 from ..rewards.modes import MODES, RewardGroup, SampleReward, count_matchups, expand_groups, group_rewards
 from .groups import GroupBarrier, GroupMismatch, GroupTimeout
-from .requests import RequestError, check_pair_count, openrlhf_items
-from .rewards import openrlhf_body, split_query
+from .requests import RequestError, check_pair_count
+from .rewards import openrlhf_body
 
 ON_TIMEOUT = ("error", "anchor")
 
@@ -112,13 +112,17 @@ class RLRoutes:
             fallback = RewardGroup(instruction, (response,), reference, "anchor")
             return (await self.score_group(fallback))[0], "anchor"
 
-    async def openrlhf_grouped(self, request: Request, data: Any, options: RLOptions) -> dict:
-        """/get_reward?group_size=N: each item joins the group of its prompt (OpenRLHF sends no group id)."""
-        queries, prompts, labels = openrlhf_items(data, self.limits)
-        results = await asyncio.gather(*[
-            self.member(f"openrlhf\0{p}", options, p, split_query(q, p), label, reuse_ids=True)
-            for q, p, label in zip(queries, prompts, labels)])
-        return openrlhf_body([s for s, _ in results])
+    async def openrlhf_grouped(self, request: Request, items, options: RLOptions) -> dict:
+        """/get_reward?group_size=N: each item joins the group of its prompt (OpenRLHF sends no group id).
+        items: requests.OpenRLHFItems; a bad item is answered with its error and joins no group."""
+        async def one(i: int) -> SampleReward:
+            if i in items.errors:
+                return SampleReward.failed(items.errors[i])
+            p = items.prompts[i]
+            return (await self.member(f"openrlhf\0{p}", options, p, items.responses[i], items.labels[i],
+                                      reuse_ids=True))[0]
+
+        return openrlhf_body(await asyncio.gather(*[one(i) for i in range(len(items))]))
 
 
 def _str_field(data: dict, name: str, required: bool = True):
@@ -131,7 +135,13 @@ def _str_field(data: dict, name: str, required: bool = True):
     return data[name]
 
 
+def _as_parsed(data: Any) -> Any:
+    """The JSON body as the route reads it (the app parses and checks it off the event loop)."""
+    return data
+
+
 def register_rl_routes(app, handle, rl: RLRoutes) -> None:
+    """handle(endpoint, request, validate, answer): the app's auth, body, errors and metrics."""
     @app.post("/v1/group_reward")
     async def group_reward(request: Request) -> Response:
         async def answer(request, data, started):
@@ -147,7 +157,7 @@ def register_rl_routes(app, handle, rl: RLRoutes) -> None:
             body = {**sample.to_dict(), "group_id": group_id, "fallback": fallback}
             return body, int(sample.ok), int(not sample.ok)
 
-        return await handle("/v1/group_reward", request, answer)
+        return await handle("/v1/group_reward", request, _as_parsed, answer)
 
     @app.post("/slime_reward")
     async def slime_reward(request: Request) -> Response:
@@ -168,4 +178,4 @@ def register_rl_routes(app, handle, rl: RLRoutes) -> None:
                 raise RequestError(422, f"cannot score this sample: {sample.error}")
             return sample.reward, 1, 0
 
-        return await handle("/slime_reward", request, answer)
+        return await handle("/slime_reward", request, _as_parsed, answer)

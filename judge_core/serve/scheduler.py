@@ -9,6 +9,13 @@ once on the packed backend) and runs it through `run_batches` (which halves a ba
 mates, so a pair gets the same numbers here as in `Judge.compare_many`.
 
 A cancelled job (client gone, timeout) leaves the queue at once: its prompts cost no model work.
+
+Admission comes before any work: `admit` reserves a request's place in the queue (its prompt count is
+known once the body is validated) and refuses at once when the queue is full or when the work ahead
+of it cannot finish before the client's deadline (estimated from the tokens ahead and the measured
+tokens per second); the request tokenizes only once admitted, and `submit` turns the reservation
+into queued prompts (checking the deadline again with the request's own tokens).
+`abort` (the second Ctrl-C) fails every open job at once so that its request is answered 503.
 """
 
 from __future__ import annotations
@@ -25,7 +32,24 @@ from ..runner import run_batches
 
 
 class QueueFull(RuntimeError):
-    """The queue cannot take the request now (full, still warming up, or shutting down): retry later."""
+    """The queue cannot take the request now (full, still warming up, shutting down, or too much work
+    ahead for the request's deadline): retry later, after `retry_after` seconds when known."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Ticket:
+    """A request's reserved place in the queue, from `admit` until `submit` or `release`."""
+
+    def __init__(self, prompts: int):
+        self.prompts = prompts
+        self.open = True
+
+
+ABORT_GRACE_S = 2.0  # after abort: how long stop() still waits for the worker's running batch
+RATE_BATCHES = 32  # tokens per second is measured over the last 32 windows of model work
 
 
 class Job:
@@ -37,11 +61,15 @@ class Job:
         self.errors: dict[int, str] = {}
         self.remaining = len(self.sequences)  # prompts without a result yet
         self.queued = len(self.sequences)     # prompts still waiting in the scheduler's queue
+        self.queued_tokens = sum(len(s) for s in self.sequences)
         self.cancelled = False
+        self.aborted = False  # failed by Scheduler.abort (the server is going down)
         self.finished = threading.Event()
         self._on_done = on_done
 
     def _finish(self) -> None:
+        if self.finished.is_set():  # aborted first, its batch ended later
+            return
         self.finished.set()
         if self._on_done is not None:
             self._on_done(self)
@@ -67,6 +95,13 @@ class Scheduler:
         self._warmup = warmup
         self._queue: collections.deque[tuple[Job, int]] = collections.deque()
         self._queued_prompts = 0
+        self._queued_tokens = 0
+        self._reserved_prompts = 0  # admitted requests still tokenizing
+        self._running_tokens = 0    # tokens of the window the worker is running
+        self._open_jobs: set[Job] = set()
+        self._rates: collections.deque[tuple[int, float]] = collections.deque(maxlen=RATE_BATCHES)
+        self._aborted = False
+        self._aborted_at: float | None = None
         self._lock = threading.Condition()
         self._stopping = False
         self._started = False
@@ -91,22 +126,73 @@ class Scheduler:
     def queued_prompts(self) -> int:
         return self._queued_prompts
 
-    def submit(self, sequences: Sequence[Sequence[int]], on_done: Callable[[Job], None] | None = None) -> Job:
-        """Queue a request's prompts; raises QueueFull rather than waiting."""
-        job = Job(sequences, on_done)
-        if not job.sequences:
-            job._finish()
-            return job
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Prompt tokens per second of model work over the last windows; None before any ran."""
+        tokens = sum(t for t, _ in self._rates)
+        seconds = sum(s for _, s in self._rates)
+        return tokens / seconds if tokens and seconds > 0 else None
+
+    def _refuse_unless_open(self) -> None:
+        if self._stopping:
+            raise QueueFull("the server is shutting down")
+        if not self.ready.is_set():
+            raise QueueFull("the model is still loading or warming up")
+
+    def _check_deadline(self, own_tokens: int, deadline_s: float | None) -> None:
+        """QueueFull when the work ahead (plus own_tokens) cannot finish within deadline_s at the
+        measured rate. A request with nothing ahead is always taken: refusing it would only make its
+        client retry into the same empty queue."""
+        rate = self.tokens_per_second
+        ahead = self._queued_tokens + self._running_tokens
+        if deadline_s is None or rate is None or ahead == 0:
+            return
+        needed = (ahead + own_tokens) / rate
+        if needed > deadline_s:
+            raise QueueFull(f"the server is too busy to answer within the request deadline: {ahead} tokens ahead "
+                            f"{'and ' + str(own_tokens) + ' of this request ' if own_tokens else ''}need ~{needed:.1f} s "
+                            f"at {rate:.0f} tokens/s, {max(deadline_s, 0.0):.1f} s left", retry_after=ahead / rate)
+
+    def admit(self, prompts: int, deadline_s: float | None = None) -> Ticket:
+        """Reserve room for a request's prompts before it tokenizes; raises QueueFull rather than waiting.
+        deadline_s: seconds left before the client gives up (None: no deadline check)."""
         with self._lock:
-            if self._stopping:
-                raise QueueFull("the server is shutting down")
-            if not self.ready.is_set():
-                raise QueueFull("the model is still loading or warming up")
-            if self._queued_prompts + len(job.sequences) > self.max_queue_prompts:
-                raise QueueFull(f"queue full: {self._queued_prompts} prompts waiting, this request adds "
-                                f"{len(job.sequences)}, the limit is {self.max_queue_prompts} prompts")
+            self._refuse_unless_open()
+            waiting = self._queued_prompts + self._reserved_prompts
+            if waiting + prompts > self.max_queue_prompts:
+                raise QueueFull(f"queue full: {waiting} prompts waiting, this request adds {prompts}, the limit is "
+                                f"{self.max_queue_prompts} prompts")
+            self._check_deadline(0, deadline_s)
+            self._reserved_prompts += prompts
+            return Ticket(prompts)
+
+    def release(self, ticket: Ticket | None) -> None:
+        """Give back an unused reservation (the request failed before submit); idempotent."""
+        if ticket is None:
+            return
+        with self._lock:
+            if ticket.open:
+                ticket.open = False
+                self._reserved_prompts -= ticket.prompts
+
+    def submit(self, sequences: Sequence[Sequence[int]], on_done: Callable[[Job], None] | None = None,
+               ticket: Ticket | None = None, deadline_s: float | None = None) -> Job:
+        """Queue a request's prompts (into its reservation when given); raises QueueFull rather than waiting."""
+        job = Job(sequences, on_done)
+        with self._lock:
+            self.release(ticket)
+            if not job.sequences:
+                job._finish()
+                return job
+            self._refuse_unless_open()
+            if self._queued_prompts + self._reserved_prompts + len(job.sequences) > self.max_queue_prompts:
+                raise QueueFull(f"queue full: {self._queued_prompts + self._reserved_prompts} prompts waiting, this "
+                                f"request adds {len(job.sequences)}, the limit is {self.max_queue_prompts} prompts")
+            self._check_deadline(sum(len(s) for s in job.sequences), deadline_s)
             self._queue.extend((job, k) for k in range(len(job.sequences)))
             self._queued_prompts += len(job.sequences)
+            self._queued_tokens += sum(len(s) for s in job.sequences)
+            self._open_jobs.add(job)
             self._report_queue()
             self._lock.notify()
         return job
@@ -118,16 +204,45 @@ class Scheduler:
                 return
             job.cancelled = True
             self._queued_prompts -= job.queued  # its queue entries are skipped when reached
-            job.queued = 0
+            self._queued_tokens -= job.queued_tokens
+            job.queued = job.queued_tokens = 0
+            self._open_jobs.discard(job)
             self._report_queue()
 
+    def abort(self) -> None:
+        """Stop now: every open job finishes at once as aborted (its request is answered 503), the
+        queue empties, the worker ends after the batch it is running (if any)."""
+        with self._lock:
+            self._stopping = self._aborted = True
+            self._aborted_at = time.monotonic()
+            jobs = list(self._open_jobs)
+            self._open_jobs.clear()
+            self._queue.clear()
+            self._queued_prompts = self._queued_tokens = 0
+            self._report_queue()
+            self._lock.notify_all()
+        for job in jobs:
+            job.cancelled = job.aborted = True
+            job._finish()
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self, timeout: float | None = None) -> None:
-        """Stop taking requests, finish every queued prompt, then end the worker."""
+        """Stop taking requests, finish every queued prompt, then end the worker. After `abort`, wait
+        at most ABORT_GRACE_S more for it (a forward pass, or a model load, may run on)."""
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive():
+            self._thread.join(0.05)
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                return
+            if self._aborted_at is not None and now > self._aborted_at + ABORT_GRACE_S:
+                return
 
     # -- worker side -------------------------------------------------------------------------------
     def _main(self) -> None:
@@ -158,6 +273,8 @@ class Scheduler:
         with self._lock:
             while not self._queued_prompts and not self._stopping:
                 self._lock.wait()
+            if self._aborted:
+                return None
             window: list[tuple[Job, int]] = []
             total = longest = 0
             padded = self.judge.backend.counts_padding
@@ -174,10 +291,13 @@ class Scheduler:
                     break
                 self._queue.popleft()
                 job.queued -= 1
+                job.queued_tokens -= n
                 self._queued_prompts -= 1
+                self._queued_tokens -= n
                 window.append((job, k))
                 total += n
                 longest = max(longest, n)
+            self._running_tokens = total
             self._report_queue()
             if not window and self._stopping:
                 return None
@@ -189,7 +309,7 @@ class Scheduler:
         lengths = [len(s) for s in sequences]
         # The judge's plan: with prefix sharing (packed), prompts sharing a prefix run together, computed once.
         batches, prefixes = self.judge.plan(sequences)
-        last = time.perf_counter()
+        last = started = time.perf_counter()
 
         def on_batch(batch: list[int], _logits, _errors) -> None:  # metrics only; results are read at the end
             nonlocal last
@@ -208,6 +328,9 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001 - a bug in one batch fails its prompts, not the server
             rows = None
             errors = {j: f"internal error while scoring: {type(e).__name__}: {e}" for j in range(len(window))}
+        with self._lock:
+            self._rates.append((sum(lengths), time.perf_counter() - started))
+            self._running_tokens = 0
         for j, (job, k) in enumerate(window):
             if j in errors:
                 job.errors[k] = errors[j]
@@ -215,6 +338,8 @@ class Scheduler:
                 job.logits[k] = (rows[j][0], rows[j][1])
             job.remaining -= 1
             if job.remaining == 0:
+                with self._lock:
+                    self._open_jobs.discard(job)
                 job._finish()
 
     def _report_queue(self) -> None:
