@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from judge_core.ops.attention import varlen_attention, varlen_attention_naive
+from judge_core.ops.kernels import select_kernels
 
 
 def _inputs(lengths, heads=4, kv_heads=2, dim=16, seed=0):
@@ -33,16 +34,16 @@ def test_matches_explicit_softmax(impl, lengths):
 def test_no_attention_across_prompts():
     q, k, v, bounds = _inputs([6, 6])
     cu = torch.tensor(bounds)
-    before = varlen_attention(q, k, v, cu, bounds, 6, 0.25)
+    before = varlen_attention(q, k, v, cu, bounds, 6, 0.25, impl=select_kernels(q.device, q.dtype).attention)
     k2, v2 = k.clone(), v.clone()
     k2[:6] += 3.0
     v2[:6] -= 5.0
-    after = varlen_attention(q, k2, v2, cu, bounds, 6, 0.25)
+    after = varlen_attention(q, k2, v2, cu, bounds, 6, 0.25, impl=select_kernels(q.device, q.dtype).attention)
     leak = (after[6:] - before[6:]).abs().max().item()
     print(f"attention leak into prompt 1: max |delta| = {leak:.3g}")
     assert leak == 0.0
     with pytest.raises(ValueError, match=r"query heads \(3\) must be a multiple of kv heads \(2\)"):
-        varlen_attention(q[:, :3], k, v, cu, bounds, 6, 0.25)
+        varlen_attention(q[:, :3], k, v, cu, bounds, 6, 0.25, impl=select_kernels(q.device, q.dtype).attention)
 
 
 def test_flash_attn_glue_with_a_stand_in(monkeypatch):

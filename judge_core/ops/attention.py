@@ -28,7 +28,8 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from .kernels import ATTENTION_IMPLS
+# Chosen once per (device, dtype) by ops/kernels.py (KernelSet.attention), never here.
+ATTENTION_IMPLS = ("flash_attn", "varlen", "sdpa", "masked", "naive")
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> int:
@@ -130,16 +131,12 @@ def varlen_attention_torch(q, k, v, cu_seqlens: torch.Tensor, max_seqlen: int, s
 
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                     bounds: list[int], max_seqlen: int, scale: float, impl: str | None = None) -> torch.Tensor:
+                     bounds: list[int], max_seqlen: int, scale: float, *, impl: str) -> torch.Tensor:
     """Causal attention within each prompt of a pack.
 
     q: [T, H, D]; k, v: [T, Hkv, D]; cu_seqlens: int [N + 1] on q's device; bounds: the same as a host
     list; max_seqlen: the longest prompt. returns [T, H, D] in q's dtype.
     """
-    if impl is None:
-        from .kernels import select_kernels
-
-        impl = select_kernels(q.device, q.dtype).attention
     if impl == "flash_attn":
         from flash_attn import flash_attn_varlen_func
 

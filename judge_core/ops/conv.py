@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .kernels import CONV_IMPLS
+# Chosen once per (device, dtype) by ops/kernels.py (KernelSet.conv), never here.
+CONV_IMPLS = ("triton", "cuda", "torch")
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor) -> None:
@@ -150,16 +151,12 @@ def causal_conv1d_varlen_cuda(x: torch.Tensor, weight: torch.Tensor, positions: 
 
 
 def causal_conv1d_varlen(x: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor,
-                         activation: str | None = "silu", impl: str | None = None) -> torch.Tensor:
+                         activation: str | None = "silu", *, impl: str) -> torch.Tensor:
     """Causal depthwise conv + SiLU, reset at each prompt start.
 
     x: [T, C] (channels contiguous; rows may be strided); weight: [C, K]; positions: int [T], each
     row's position within its prompt. returns [T, C] in x's dtype.
     """
-    if impl is None:
-        from .kernels import select_kernels
-
-        impl = select_kernels(x.device, x.dtype).conv
     if impl == "triton":
         return causal_conv1d_varlen_triton(x, weight, positions, activation)
     if impl == "cuda":

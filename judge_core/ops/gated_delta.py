@@ -31,7 +31,8 @@ import torch
 
 from .gated_delta_blocked import StepLayout, gated_delta_blocked
 from .gated_delta_inputs import check_inputs
-from .kernels import GATED_DELTA_IMPLS
+# Chosen once per (device, dtype) by ops/kernels.py (KernelSet.gated_delta), never here.
+GATED_DELTA_IMPLS = ("fla", "blocked", "torch")
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -222,7 +223,7 @@ def gated_delta_fla(q, k, v, g, beta, cu_seqlens, *, scale=None, use_qk_l2norm=T
 
 def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                      cu_seqlens: torch.Tensor, *, scale: float | None = None, use_qk_l2norm: bool = True,
-                     layout: ChunkLayout | StepLayout | None = None, impl: str | None = None,
+                     layout: ChunkLayout | StepLayout | None = None, impl: str,
                      initial_state: torch.Tensor | None = None, output_final_state: bool = False,
                      cu_seqlens_cpu: torch.Tensor | None = None):
     """The gated delta rule over packed prompts: fla on CUDA when installed, the blocked torch path on
@@ -234,10 +235,6 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
     output_final_state (o, float32 final states [N, Hv, Dk, Dv]); cu_seqlens_cpu: the bounds on the host
     (fla only). The blocked path takes no state in or out: with either, the chunked torch path runs.
     """
-    if impl is None:
-        from .kernels import select_kernels
-
-        impl = select_kernels(q.device, q.dtype).gated_delta
     if impl == "fla":
         return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
                                initial_state=initial_state, output_final_state=output_final_state,

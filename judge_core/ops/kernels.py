@@ -32,11 +32,13 @@ from typing import Mapping
 
 import torch
 
+# Each op module owns the table of its implementations; this module only chooses among them.
+from .attention import ATTENTION_IMPLS
+from .conv import CONV_IMPLS
+from .gated_delta import GATED_DELTA_IMPLS
+
 log = logging.getLogger(__name__)
 
-GATED_DELTA_IMPLS = ("fla", "blocked", "torch")
-ATTENTION_IMPLS = ("flash_attn", "varlen", "sdpa", "masked", "naive")
-CONV_IMPLS = ("triton", "cuda", "torch")
 ELEMENTWISE_IMPLS = ("triton", "compiled", "eager")
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 
