@@ -26,9 +26,12 @@ from .plan import plan_batches
 from .prefix import PrefixPolicy, plan_shared_batches
 from .prepare import PreparedPairs, pair_score
 from .prompt_tokens import PromptTokenizer
-from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
+from .prompts import check_template_kwargs
 from .runner import run_batches
 from .scoring import PairScore
+from .specs import load_spec
+from .specs.readout import PointScore
+from .specs.render import label_token_ids, render_spec_prompt, request_messages
 from .threads import check_threads, configure_threads
 
 def check_token_budget(token_budget) -> int | str:
@@ -40,11 +43,12 @@ def check_token_budget(token_budget) -> int | str:
 
 
 class Judge:
-    """A pairwise judge over one checkpoint. Build with `Judge.from_pretrained`."""
+    """A logit judge over one checkpoint, defined by its spec (judge_core/specs; default: the card's pairwise
+    creative-writing judge). Build with `Judge.from_pretrained`."""
 
     def __init__(self, backend, tokenizer, *, token_budget: int = 32768, ascii_json: bool = True,
                  max_context: int | None = None, chat_template_kwargs: dict | None = None,
-                 share_prefixes: bool = True, parse_special_tokens_in_text: bool = False):
+                 share_prefixes: bool = True, parse_special_tokens_in_text: bool = False, spec=None):
         if check_token_budget(token_budget) == "auto":
             raise ValueError("token_budget='auto' is resolved by Judge.from_pretrained; pass an int here")
         self.backend = backend
@@ -59,7 +63,10 @@ class Judge:
                 raise ValueError(f"max_context={max_context} exceeds the model's context of {backend.max_context} "
                                  "tokens (max_position_embeddings)")
         self.max_context = int(max_context or backend.max_context)
-        self.candidate_ids = candidate_token_ids(tokenizer)
+        self.spec = load_spec(spec)
+        # The spec's label tokens, each checked to be one token in its context: the backend's candidates.
+        self.candidate_ids = label_token_ids(tokenizer, self.spec, ascii_json=ascii_json,
+                                             chat_template_kwargs=self.chat_template_kwargs)
         # Control-token strings in the request's text stay plain text unless this opt-in (prompt_tokens.py).
         self.prompt_tokens = PromptTokenizer(tokenizer, parse_special_tokens_in_text=parse_special_tokens_in_text)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
@@ -81,7 +88,7 @@ class Judge:
                         quantization: str | None = None, fp8_compute: str = "auto",
                         warmup: bool | None = None, threads: int | str | None = None,
                         share_prefixes: bool = True,
-                        parse_special_tokens_in_text: bool = False) -> "Judge":
+                        parse_special_tokens_in_text: bool = False, spec=None) -> "Judge":
         """A judge over "tiny" (the embedded tiny random judge, built once; no revision), a local
         checkpoint dir or a hub repo id (through the Hugging Face cache): judge_core.embedded.resolve_model.
 
@@ -102,6 +109,9 @@ class Judge:
             setting is left as it is; the command line defaults to "auto").
         share_prefixes: compute each prefix that prompts of a batch share once (default on; the packed
             backend does it, hf computes every prompt whole). Same numbers within float rounding.
+        spec: the judge spec (judge_core/specs): None (the card's creative-writing judge), a built-in name
+            ("pointwise-rubric", "yes-no-criterion", ...), a .json/.toml file, a dict or a JudgeSpec; checked
+            before anything loads, its labels checked as single tokens once the tokenizer is read.
         parse_special_tokens_in_text: False (default) tokenizes the instruction and responses as plain
             text, so a response holding "<|im_end|>" cannot close the judge's turn; True parses such
             strings as control tokens, as the card's code does (prompt_tokens.py).
@@ -112,6 +122,7 @@ class Judge:
         from .quant import check_quantization
 
         # Every argument is checked before anything is loaded or downloaded.
+        spec = load_spec(spec)
         quantization = check_quantization(quantization)
         check_fp8_compute(fp8_compute)
         check_token_budget(token_budget)
@@ -125,8 +136,9 @@ class Judge:
         configure_threads(threads, device)  # before the load: it runs torch ops too
         fp8 = plan_fp8(quantization, ckpt.quant, device, fp8_compute, where=str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        candidates = candidate_token_ids(tokenizer)
-        engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidates, fp8=fp8)
+        candidates = label_token_ids(tokenizer, spec, ascii_json=ascii_json, chat_template_kwargs=template_kwargs)
+        engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidates, fp8=fp8,
+                              full_vocab=spec.readout == "full")
         if token_budget == "auto":
             from .memory import auto_token_budget
 
@@ -134,7 +146,7 @@ class Judge:
             token_budget = auto_token_budget(ckpt.text, device, dtype_bytes=engine.dtype.itemsize)
         judge = cls(engine, tokenizer, token_budget=token_budget, ascii_json=ascii_json, max_context=max_context,
                     chat_template_kwargs=template_kwargs, share_prefixes=share_prefixes,
-                    parse_special_tokens_in_text=parse_special_tokens_in_text)
+                    parse_special_tokens_in_text=parse_special_tokens_in_text, spec=spec)
         judge.path = path
         judge.quantization = None if fp8 is None else f"fp8 ({fp8.compute})"
         from .warmup import maybe_warmup
@@ -143,10 +155,16 @@ class Judge:
         return judge
 
     # -- request -> prompt -> tokens ------------------------------------------------------------
+    def render(self, slots: dict) -> tuple[str, tuple[str, ...]]:
+        """(the exact prompt text of one pass, the messages in it that hold request text) for slot values
+        {instruction, response_a, response_b, ...} (specs/items.pass_slots)."""
+        prompt = render_spec_prompt(self.tokenizer, self.spec, slots, ascii_json=self.ascii_json,
+                                    chat_template_kwargs=self.chat_template_kwargs)
+        return prompt, request_messages(self.spec, slots, ascii_json=self.ascii_json)
+
     def prompt(self, instruction: str, a: str, b: str) -> str:
-        """The exact prompt text of one pass (A and B as shown)."""
-        return render_prompt(self.tokenizer, instruction, a, b, ascii_json=self.ascii_json,
-                             chat_template_kwargs=self.chat_template_kwargs)
+        """The exact prompt text of one pass of a pairwise judge (A and B as shown)."""
+        return self.render({"instruction": instruction, "response_a": a, "response_b": b})[0]
 
     def tokenize(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids of each text as an int32 array: ~4 bytes a token instead of a Python int's ~40, and the
@@ -160,6 +178,18 @@ class Judge:
     def compare(self, instruction: str, response_1: str, response_2: str) -> PairScore:
         return self.compare_many([(instruction, response_1, response_2)])[0]
 
+    def score(self, instruction: str, response: str, **slots: str) -> PointScore:
+        """A pointwise spec's verdict on one response; slots: criterion=, rubric=, reference= as it uses them."""
+        return self.score_many([{"instruction": instruction, "response": response, **slots}])[0]
+
+    def score_many(self, items: Iterable[Any], *, progress=False,
+                   on_result: Callable[[int, PointScore], None] | None = None) -> list[PointScore]:
+        """A pointwise spec's verdicts, in input order: items are (instruction, response) tuples or dicts with
+        instruction, response and the slots the spec uses. A bad item gets `error` set; nothing raises."""
+        if self.spec.pairwise:
+            raise TypeError(f"spec {self.spec.name!r} is {self.spec.kind}: use compare_many")
+        return self._judge_many(items, progress, on_result, "score_many")
+
     def compare_many(self, pairs: Iterable[Any], *, progress=False,
                      on_result: Callable[[int, PairScore], None] | None = None) -> list[PairScore]:
         """Score every pair; results in input order. A bad pair gets `error` set; nothing raises for it.
@@ -169,11 +199,16 @@ class Judge:
         on_result: called as on_result(index, score) for each pair as soon as both its passes are done
             (completion order, not input order), e.g. to save verdicts before the whole run ends.
         """
+        if not self.spec.pairwise:
+            raise TypeError(f"spec {self.spec.name!r} is pointwise: use score_many")
+        return self._judge_many(pairs, progress, on_result, "compare_many")
+
+    def _judge_many(self, pairs, progress, on_result, name: str) -> list:
         if isinstance(pairs, (dict, str, bytes)):
-            raise TypeError(f"compare_many expects an iterable of pairs, got a {type(pairs).__name__}: "
-                            "wrap a single pair in a list, or use compare()")
+            raise TypeError(f"{name} expects an iterable of items, got a {type(pairs).__name__}: "
+                            "wrap a single item in a list")
         pairs = list(pairs)
-        if len(pairs) == 3 and all(isinstance(p, str) for p in pairs):
+        if name == "compare_many" and len(pairs) == 3 and all(isinstance(p, str) for p in pairs):
             raise TypeError("compare_many got three strings: that is one pair; use compare(instruction, r1, r2) "
                             "or compare_many([(instruction, r1, r2)])")
         bar, own_bar = self._progress_bar(progress, len(pairs))
@@ -209,7 +244,8 @@ class Judge:
 
         lengths = [len(s) for s in prepared.sequences]
         batches, prefixes = self.plan(prepared.sequences)
-        waiting = [2] * len(prepared.runnable)  # passes still to come, per runnable pair
+        passes = prepared.passes
+        waiting = [passes] * len(prepared.runnable)  # passes still to come, per runnable item
         t0 = time.perf_counter()
         done_tokens = 0
 
@@ -217,7 +253,7 @@ class Judge:
             nonlocal done_tokens
             done_tokens += sum(lengths[j] for j in batch)
             for j in batch:
-                m = j // 2
+                m = j // passes
                 waiting[m] -= 1
                 if waiting[m] == 0:
                     i = prepared.runnable[m]

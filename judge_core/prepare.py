@@ -15,20 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .pairs import PairError, normalize_pair
-from .plan import dual_pass
-from .prompts import user_content
-from .scoring import PairScore, combine_passes
+from .pairs import PairError, check_unicode, normalize_pair
+from .scoring import PairScore
+from .specs.items import ItemError, extra_fields, normalize_item, pass_slots
+from .specs.readout import PointScore, pair_from_passes, point_score
 
 
 @dataclass
 class PreparedPairs:
-    """results[i]: set for pairs answered without the model; sequences: 2 per runnable pair (pass 1,
-    pass 2), runnable[m] = index of the pair that sequences[2m], sequences[2m+1] belong to."""
+    """results[i]: set for items answered without the model; sequences: `passes` per runnable item (the
+    judge spec's: 2 for the card's A/B and swapped, 1 for a pointwise score), runnable[m] = index of the
+    item that sequences[passes*m : passes*(m+1)] belong to."""
 
-    results: list[PairScore | None]
+    results: list
     sequences: list[list[int]] = field(default_factory=list)
     runnable: list[int] = field(default_factory=list)
+    spec: Any = None
+    passes: int = 2
 
     @property
     def prompt_tokens(self) -> int:
@@ -42,68 +45,95 @@ def char_limit(judge) -> int | None:
     return None if per_token is None else judge.max_context * per_token
 
 
-def over_context_by_chars(judge, pair: tuple[str, str, str]) -> PairScore | None:
-    """The over-context error of a pair too long in characters alone; None when it may fit.
+def over_context_by_chars(judge, texts) -> str | None:
+    """The over-context error of an item too long in characters alone; None when it may fit.
 
-    Each prompt holds all three texts (escaped, which only lengthens them) plus the template, so its
-    characters are at least theirs; a token covers at most max_chars_per_token characters."""
+    Each prompt holds all of the item's texts (escaped, which only lengthens them) plus the template, so
+    its characters are at least theirs; a token covers at most max_chars_per_token characters."""
     limit = char_limit(judge)
-    chars = sum(len(text) for text in pair)
+    chars = sum(len(text) for text in texts)
     if limit is None or chars <= limit:
         return None
-    return PairScore.failed(
-        f"prompt of over {judge.max_context} tokens ({chars} characters; a token covers at most "
-        f"{limit // judge.max_context}) exceeds the model's context of {judge.max_context} tokens")
+    return (f"prompt of over {judge.max_context} tokens ({chars} characters; a token covers at most "
+            f"{limit // judge.max_context}) exceeds the model's context of {judge.max_context} tokens")
 
 
-def prepare_pairs(judge, pairs: Sequence[Any],
-                  tokenize: Callable[[list[str], list[str]], list[list[int]]] | None = None) -> PreparedPairs:
-    """Validate, render both passes (judge.prompt) and tokenize them in one call (judge.prompt_tokens,
-    or `tokenize(prompts, user_messages)`); pairs that cannot reach the model get their PairScore in
-    `results` at once."""
-    results: list[PairScore | None] = [None] * len(pairs)
+def failed(spec, error: str, tokens=None):
+    """The error result of an item of this spec's kind."""
+    if spec.pairwise:
+        return PairScore.failed(error, tokens=tokens or (0, 0))
+    return PointScore.failed(error, len(spec.labels), tokens=(tokens or (0,))[0])
+
+
+def _check_item(spec, raw) -> dict[str, str]:
+    """The item's fields (specs/items.py), each checked to be valid Unicode (pairs.check_unicode).
+    A plain pair goes through pairs.normalize_pair: the messages every surface has always given."""
+    if spec.kind == "pairwise" and not extra_fields(spec):
+        instruction, response_1, response_2 = normalize_pair(raw)
+        return {"instruction": instruction, "response_1": response_1, "response_2": response_2}
+    try:
+        values = normalize_item(spec, raw)
+    except ItemError as e:
+        raise PairError(str(e)) from None
+    for name, value in values.items():
+        check_unicode(name, value)
+    return values
+
+
+def prepare_pairs(judge, items: Sequence[Any],
+                  tokenize: Callable[[list[str], list], list[list[int]]] | None = None) -> PreparedPairs:
+    """Validate each item against the judge's spec (judge.spec: the card's pairs by default), render its
+    passes (judge.render) and tokenize every prompt in one call (judge.prompt_tokens, or
+    `tokenize(prompts, request_texts)`); items that cannot reach the model get their result at once."""
+    spec = judge.spec
+    results: list = [None] * len(items)
     texts: list[str] = []
-    user_texts: list[str] = []
+    request_texts: list = []
     owner: list[int] = []
-    for i, raw in enumerate(pairs):
+    for i, raw in enumerate(items):
         try:
-            pair = normalize_pair(raw)
+            values = _check_item(spec, raw)
         except PairError as e:
-            results[i] = PairScore.failed(str(e))
+            results[i] = failed(spec, str(e))
             continue
-        results[i] = over_context_by_chars(judge, pair)
-        if results[i] is not None:
+        too_long = over_context_by_chars(judge, values.values())
+        if too_long is not None:
+            results[i] = failed(spec, too_long)
             continue
-        for shown in dual_pass(pair):
-            texts.append(judge.prompt(*shown))
-            user_texts.append(user_content(*shown, ascii_json=judge.ascii_json))
+        for slots in pass_slots(spec, values):
+            prompt, request_text = judge.render(slots)
+            texts.append(prompt)
+            request_texts.append(request_text)
             owner.append(i)
-    tokens = (tokenize or judge.prompt_tokens)(texts, user_texts)
-    prepared = PreparedPairs(results)
-    for k in range(0, len(tokens), 2):
+    tokens = (tokenize or judge.prompt_tokens)(texts, request_texts)
+    passes = spec.passes
+    prepared = PreparedPairs(results, spec=spec, passes=passes)
+    for k in range(0, len(tokens), passes):
         i = owner[k]
-        longest = max(len(tokens[k]), len(tokens[k + 1]))
+        mine = tokens[k:k + passes]
+        longest = max(len(t) for t in mine)
         if longest > judge.max_context:
-            results[i] = PairScore.failed(
-                f"prompt of {longest} tokens exceeds the model's context of {judge.max_context} tokens",
-                tokens=(len(tokens[k]), len(tokens[k + 1])))
+            results[i] = failed(spec, f"prompt of {longest} tokens exceeds the model's context of "
+                                      f"{judge.max_context} tokens", tokens=tuple(len(t) for t in mine))
             continue
-        prepared.sequences += [tokens[k], tokens[k + 1]]
+        prepared.sequences += mine
         prepared.runnable.append(i)
     return prepared
 
 
-def pair_score(prepared: PreparedPairs, m: int, logits, errors: dict) -> PairScore:
-    """The PairScore of runnable pair m, from the logits rows 2m and 2m + 1 (tensor or list rows) and the
-    per-sequence error messages."""
-    k = 2 * m
-    tokens = (len(prepared.sequences[k]), len(prepared.sequences[k + 1]))
-    failure = errors.get(k) or errors.get(k + 1)
+def pair_score(prepared: PreparedPairs, m: int, logits, errors: dict):
+    """The result of runnable item m (a PairScore, or a PointScore for a pointwise spec), from its passes'
+    rows of `logits` (tensor or list rows) and the per-sequence error messages."""
+    passes = prepared.passes
+    ks = range(passes * m, passes * (m + 1))
+    tokens = tuple(len(prepared.sequences[k]) for k in ks)
+    failure = next((errors[k] for k in ks if errors.get(k)), None)
     if failure:
-        return PairScore.failed(failure, tokens=tokens)
-    rows = [logits[k], logits[k + 1]]
-    rows = [tuple(r.tolist() if hasattr(r, "tolist") else r) for r in rows]
-    return combine_passes(rows[0], rows[1], tokens)
+        return failed(prepared.spec, failure, tokens=tokens)
+    rows = [tuple(logits[k].tolist() if hasattr(logits[k], "tolist") else logits[k]) for k in ks]
+    if prepared.spec.pairwise:
+        return pair_from_passes(prepared.spec, rows, tokens)
+    return point_score(prepared.spec, rows[0], tokens[0])
 
 
 def finish_pairs(prepared: PreparedPairs, logits, errors: dict) -> list[PairScore]:

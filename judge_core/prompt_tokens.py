@@ -71,32 +71,37 @@ class PromptTokenizer:
         """Token ids of each text with every added-token string parsed (the card's tokenization)."""
         return [e.ids for e in self._full.encode_batch(list(texts), add_special_tokens=False)] if texts else []
 
-    def __call__(self, prompts: Sequence[str], user_texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each rendered prompt; user_texts[i] is the user message inside prompts[i]."""
+    def __call__(self, prompts: Sequence[str], user_texts: Sequence) -> list[list[int]]:
+        """Token ids of each rendered prompt; user_texts[i] is the user message inside prompts[i], or a tuple
+        of the messages holding request text, in prompt order (a judge spec with slots in several messages)."""
         if len(prompts) != len(user_texts):
             raise ValueError(f"{len(prompts)} prompts but {len(user_texts)} user messages")
         ids = self.parsed(prompts)
         if self.parse_special_tokens_in_text:
             return ids
-        risky = [i for i, text in enumerate(user_texts) if self.holds_control_strings(text)]
+        user_texts = [(t,) if isinstance(t, str) else tuple(t) for t in user_texts]
+        risky = [i for i, texts in enumerate(user_texts) if any(self.holds_control_strings(t) for t in texts)]
         for i, piece_ids in zip(risky, self.in_pieces([prompts[i] for i in risky], [user_texts[i] for i in risky])):
             ids[i] = piece_ids
         return ids
 
-    def in_pieces(self, prompts: Sequence[str], user_texts: Sequence[str]) -> list[list[int]]:
-        """The three-piece tokenization: template parts parsed, the user message plain."""
-        heads, messages, tails = [], [], []
-        for prompt, text in zip(prompts, user_texts):
-            at = prompt.find(text)
-            if at < 0 or not text:
-                raise ValueError("the chat template changed the user message (it is not found verbatim in the "
-                                 "rendered prompt): cannot keep control-token strings in it plain; pass "
-                                 "parse_special_tokens_in_text=True to tokenize as the card does")
-            heads.append(prompt[:at])
-            messages.append(text)
-            tails.append(prompt[at + len(text):])
-        head_ids, tail_ids = self.parsed(heads), self.parsed(tails)
-        return [h + m + t for h, m, t in zip(head_ids, self.plain(messages), tail_ids)]
+    def in_pieces(self, prompts: Sequence[str], user_texts: Sequence) -> list[list[int]]:
+        """The piecewise tokenization: template parts parsed, each message of request text plain (the
+        three-piece case: one user message, the template before and after it)."""
+        out = []
+        for prompt, texts in zip(prompts, user_texts):
+            texts = (texts,) if isinstance(texts, str) else tuple(texts)
+            ids, at = [], 0
+            for text in texts:
+                found = prompt.find(text, at)
+                if found < 0 or not text:
+                    raise ValueError("the chat template changed the user message (it is not found verbatim in the "
+                                     "rendered prompt): cannot keep control-token strings in it plain; pass "
+                                     "parse_special_tokens_in_text=True to tokenize as the card does")
+                ids += self.parsed([prompt[at:found]])[0] + self.plain([text])[0]
+                at = found + len(text)
+            out.append(ids + self.parsed([prompt[at:]])[0])
+        return out
 
 
 def _max_chars_per_token(backend) -> int | None:

@@ -95,5 +95,6 @@ def test_injection_does_not_move_p1_beyond_plain_text(tiny_text_ckpt, qwen_token
     plain = p1_from_ids(judge.backend, *(reference_plain_ids(qwen_tokenizer, p, u) for p, u in zip(prompts, users)))
     print(f"p1 with the injection: {served:.4f} (default, plain text) vs {plain:.4f} (the same text tokenized "
           f"as plain characters, reference) vs {as_card:.4f} (parse_special_tokens_in_text=True, the card)")
-    assert served == pytest.approx(plain, abs=1e-9)
+    # compare() may share the passes' common prefix (computed once): equal to float32 rounding, not bit for bit
+    assert served == pytest.approx(plain, abs=1e-4)
     assert abs(as_card - served) > 1e-3  # the opt-in still parses the strings: the model sees another prompt

@@ -42,6 +42,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Fields holding text to judge: a lone surrogate there makes an error row for that item (as in the library
+# and the CLI), not a 400 for the whole request; anywhere else (an id, a key) the body is refused.
+JUDGED_TEXT_FIELDS = frozenset({"instruction", "response_1", "response_2", "response", "responses", "reference",
+                                "criterion", "rubric"})
 # A lone surrogate can only come from a \uD800-\uDFFF escape: raw UTF-8 bytes cannot encode one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
@@ -79,7 +83,8 @@ def _lone_surrogate(value: Any, where: str) -> str | None:
                     key.encode("utf-8")
                 except UnicodeEncodeError:
                     return f"a key of {where}"
-                stack.append((item, f"{where}.{key}"))
+                if key not in JUDGED_TEXT_FIELDS:  # judged text: an error for its item alone (pairs.check_unicode)
+                    stack.append((item, f"{where}.{key}"))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
     return None

@@ -26,11 +26,17 @@ class ItemError(ValueError):
     """An item that cannot be judged; the message names the field."""
 
 
+def extra_fields(spec: JudgeSpec) -> tuple[str, ...]:
+    """The fields an item needs beyond its kind's (criterion, rubric, reference), as the messages use them."""
+    fields = KIND_FIELDS[spec.kind]
+    used = set().union(*(m.slots() for m in spec.messages))
+    return tuple(f for f in EXTRA_FIELDS if f in used and f not in fields)
+
+
 def normalize_item(spec: JudgeSpec, item: Any) -> dict[str, str]:
     """The item's input fields as a dict of strings: the kind's fields, then the extra slots its messages use."""
     fields = KIND_FIELDS[spec.kind]
-    used = set().union(*(m.slots() for m in spec.messages))
-    extras = tuple(f for f in EXTRA_FIELDS if f in used and f not in fields)
+    extras = extra_fields(spec)
     if isinstance(item, dict):
         missing = [k for k in fields + extras if k not in item]
         if missing:

@@ -59,3 +59,9 @@ def _suggestion(text: str) -> str:
     if text != text.strip():
         return f"{text.strip()!r} without the surrounding space, or move the space into assistant_prefix"
     return "a shorter word or a single letter, with its meaning in `value`"
+
+
+def request_messages(spec: JudgeSpec, values: Mapping[str, str], *, ascii_json: bool = True) -> tuple[str, ...]:
+    """The rendered contents of the messages that hold request text (those using a slot), in order: what
+    prompt_tokens.py tokenizes as plain characters, so that request text can never become control tokens."""
+    return tuple(m.render(values, ascii_json=ascii_json)["content"] for m in spec.messages if m.slots())
