@@ -27,6 +27,10 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest prompt in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--no-thinking", action="store_true",
                         help="pass enable_thinking=False to the chat template")
+    parser.add_argument("--spec", default=None,
+                        help="the judge spec: a built-in name (creative-writing, reference-pairwise, pointwise-rubric, "
+                             "yes-no-criterion, pollux-4b-criterion) or a .json/.toml file (default: creative-writing, "
+                             "the card's pairwise judge); see judge_core/specs")
     parser.add_argument("--parse-special-tokens-in-text", action="store_true",
                         help="tokenize control-token strings (<|im_end|>, ...) inside instructions and responses as "
                              "control tokens, as the card's code does (default: plain text, so a response cannot "
@@ -148,6 +152,7 @@ def judge_from_args(args, **overrides):
                                      quantization=args.quantization, fp8_compute=args.fp8_compute,
                                      threads=parse_threads(args.threads),
                                      share_prefixes=not getattr(args, "no_share_prefixes", False),
+                                     spec=getattr(args, "spec", None),
                                      parse_special_tokens_in_text=getattr(args, "parse_special_tokens_in_text", False),
                                      **overrides)
     except (CheckpointError, ValueError, TypeError) as e:

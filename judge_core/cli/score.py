@@ -125,6 +125,31 @@ def _score(args, stream, output: Output) -> int:
     return report_done(args, output, malformed)
 
 
+def _spec_io(judge):
+    """(the judge's run function, row -> output fields) for its spec: compare_many and {p1, p2, pass1, pass2}
+    for the card's judge; score_many and {score, probs[, mass]} for a pointwise spec. A spec other than the
+    default names itself and its hash on every row (tournament caches and readers key on them)."""
+    from ..specs import DEFAULT_SPEC
+
+    spec = getattr(judge, "spec", None)
+    if spec is None or spec.pairwise:
+        run = judge.compare_many
+        fields = lambda score: score.to_dict()  # noqa: E731
+    else:
+        run = judge.score_many
+        fields = lambda score: score.to_dict(spec.label_texts)  # noqa: E731
+    if spec is None or spec.name == DEFAULT_SPEC and spec.hash == load_default_hash():
+        return run, fields
+    named = {"spec": spec.name, "spec_hash": spec.hash}
+    return run, lambda score: {**fields(score), **named} if score.ok else fields(score)
+
+
+def load_default_hash() -> str:
+    from ..specs import load_spec
+
+    return load_spec().hash
+
+
 def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
     """Judge every input row OUTPUT does not hold yet, chunk by chunk; returns the number of malformed lines."""
     from tqdm.auto import tqdm
@@ -135,6 +160,7 @@ def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
     bar = tqdm(total=total, unit="pair", desc="judging", disable=args.no_progress, dynamic_ncols=True)
     rows = check.pending(read_rows(stream, args.max_line_bytes))
     malformed = 0
+    run, verdict = _spec_io(judge)
     try:
         while chunk := list(islice(rows, CHUNK)):
             writer.expect([row.key for row in chunk])
@@ -153,11 +179,11 @@ def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
                 continue
 
             def on_result(i, score, to_judge=to_judge):
-                writer.put(to_judge[i].key, {**to_judge[i].ident, **score.to_dict()})
+                writer.put(to_judge[i].key, {**to_judge[i].ident, **verdict(score)})
 
-            scores = judge.compare_many([row.pair for row in to_judge], progress=bar, on_result=on_result)
+            scores = run([row.pair for row in to_judge], progress=bar, on_result=on_result)
             for row, score in zip(to_judge, scores):  # a judge that did not report some rows as it went
-                writer.put(row.key, {**row.ident, **score.to_dict()})
+                writer.put(row.key, {**row.ident, **verdict(score)})
     finally:
         bar.close()
     if ex.carried:  # only stdin gets here (a file INPUT was checked whole before the model loaded)

@@ -92,8 +92,11 @@ def verdict_problem(row) -> str | None:
         return f"a JSON {type(row).__name__}, not an object"
     if "error" in row:
         return None if isinstance(row["error"], str) else "'error' is not a string"
-    if not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in ("p1", "p2")):
-        return "neither 'error' nor numbers 'p1' and 'p2'"
+    def number(k):
+        return isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+
+    if not (all(number(k) for k in ("p1", "p2")) or number("score")):  # a pairwise or a pointwise verdict
+        return "neither 'error' nor numbers 'p1' and 'p2' (or 'score')"
     return None
 
 
