@@ -20,6 +20,9 @@ from bench.suite import BenchConfig, run_bench
 from bench.workloads import BenchPair, card_filter, card_pairs, synthetic_pairs
 from judge_core.scoring import combine_passes
 
+# Whole processes, servers, clusters or bench runs: CI runs them (-m slow); README's fast set does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def smoke_results(tiny_text_ckpt, tmp_path_factory):

@@ -8,6 +8,9 @@ import shutil
 
 import pytest
 
+# Whole processes, servers, clusters or bench runs: CI runs them (-m slow); README's fast set does not.
+pytestmark = pytest.mark.slow
+
 
 def _rows(out):
     return [json.loads(line) for line in (out / "gpu_run.jsonl").read_text().splitlines() if line.strip()]

@@ -16,6 +16,9 @@ from judge_core.api import Judge
 from judge_core.checkpoint import CheckpointError, resolve
 from pair_samples import random_pairs
 
+# Whole processes, servers, clusters or bench runs: CI runs them (-m slow); README's fast set does not.
+pytestmark = pytest.mark.slow
+
 PAIRS = random_pairs(4, seed=3, max_words=30)
 BACKENDS = ("auto", "hf", "packed")
 

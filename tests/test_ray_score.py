@@ -21,6 +21,9 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from judge_core.cli.main import main  # noqa: E402
 
+# Whole processes, servers, clusters or bench runs: CI runs them (-m slow); README's fast set does not.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY_OPTIONS = ["--replicas", "2", "--replica-cpus", "0.5", "--block-tokens", "1500", "--no-progress"]
 

@@ -27,6 +27,9 @@ pytest.importorskip("uvicorn")
 
 from serve_server import http_status as status, wait_until  # noqa: E402
 
+# Whole processes, servers, clusters or bench runs: CI runs them (-m slow); README's fast set does not.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 

@@ -20,6 +20,9 @@ from judge_core.client import JudgeClient, JudgeServerError  # noqa: E402
 
 from serve_server import wait_until  # noqa: E402
 
+# Whole processes, servers, clusters or bench runs: CI runs them (-m slow); README's fast set does not.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
