@@ -99,6 +99,9 @@ class _TimedKernels:
     def attention_op(self, *args, **kwargs):
         return self._timers.timed("attention", self._kernels.attention_op, *args, **kwargs)
 
+    def prefix_attention_op(self, *args, **kwargs):   # a forked batch (shared prefixes, on by default)
+        return self._timers.timed("attention", self._kernels.prefix_attention_op, *args, **kwargs)
+
 
 def op_split(judge, pairs) -> dict:
     """Seconds per category of the packed forward over `pairs` (one extra, instrumented run)."""

@@ -68,6 +68,43 @@ def test_no_tf32_restores_settings():
         torch.set_float32_matmul_precision(before[0])
 
 
+def test_cpu_half_matmul_choice():
+    # fp32 GEMMs for a half model on a CPU without half GEMM instructions (torch's generic kernel is slow)
+    assert select_kernels("cpu", torch.float32, env={}).matmul == "native"
+    for dtype in (torch.bfloat16, torch.float16):
+        want = "native" if kernels.cpu_has_half_gemm(dtype) else "fp32"
+        assert select_kernels("cpu", dtype, env={}).matmul == want
+    assert select_kernels("cpu", torch.bfloat16, env={"JUDGE_CORE_MATMUL": "native"}).matmul == "native"
+    with pytest.raises(ValueError, match=r"JUDGE_CORE_MATMUL='bf16': expected one of \('native', 'fp32'\)"):
+        select_kernels("cpu", torch.bfloat16, env={"JUDGE_CORE_MATMUL": "bf16"})
+
+
+def test_bf16_model_with_fp32_gemms_matches_native(tiny_text_ckpt):
+    """The fp32-GEMM route of a bf16 model against the native bf16 GEMM (its twin) and the fp32 model."""
+    from judge_core.models.linear import FusedLinear, Linear
+
+    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.bfloat16, output_token_ids=CANDIDATES)
+    exact = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
+    batch = PackedBatch.from_token_lists(_prompts(LENGTHS), "cpu")
+    base = select_kernels("cpu", torch.bfloat16, env={})
+    out = {}
+    with torch.inference_mode():
+        for matmul in ("native", "fp32"):
+            model.kernels = dataclasses.replace(base, matmul=matmul)
+            out[matmul] = model(batch)
+            projections = [m for m in model.modules() if isinstance(m, (FusedLinear, Linear))]
+            assert projections and all(m.compute_dtype == (torch.float32 if matmul == "fp32" else None)
+                                       for m in projections)
+        want = exact(batch)
+    d_twin = (out["fp32"] - out["native"]).abs().max().item()
+    d_exact = (out["fp32"] - want).abs().max().item()
+    d_native_exact = (out["native"] - want).abs().max().item()
+    print(f"bf16 model, fp32 GEMMs vs native bf16 GEMMs: max |d logit| {d_twin:.3g}; vs the fp32 model "
+          f"{d_exact:.3g} (native bf16 vs fp32 model: {d_native_exact:.3g})")
+    # the routes differ in accumulation order only: far inside the bf16 model's own drift from fp32
+    assert d_twin < 0.02 and d_exact <= 1.5 * d_native_exact + 0.01
+
+
 def test_model_selects_once(tiny_text_ckpt, monkeypatch):
     model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
     calls = []

@@ -14,6 +14,7 @@ from judge_core.models.batch import PackedBatch
 from judge_core.ops.attention import varlen_attention_naive
 from judge_core.ops.conv import causal_conv1d_varlen_naive, causal_conv1d_varlen_torch
 from judge_core.ops.gated_delta import gated_delta_chunked, gated_delta_naive
+from judge_core.ops.gated_delta_blocked import gated_delta_blocked
 from judge_core.ops.prefix_attention import prefix_attention, prefix_attention_naive
 from judge_core.ops.prefix_conv import conv1d_with_context, conv1d_with_context_naive
 from judge_core.prefix import PrefixPolicy
@@ -30,9 +31,9 @@ def _gdn_inputs(total, heads_k=2, heads_v=4, dim_k=16, dim_v=8, seed=0):
 
 
 @pytest.mark.parametrize("prefix,suffixes", [(64, [1, 63, 64, 130]), (70, [5, 200]), (1, [1, 3]), (128, [1])])
-@pytest.mark.parametrize("impl", ["naive", "chunked"])
+@pytest.mark.parametrize("impl", ["naive", "chunked", "blocked"])
 def test_gated_delta_from_initial_state_matches_unsplit(prefix, suffixes, impl):
-    run = gated_delta_naive if impl == "naive" else gated_delta_chunked
+    run = {"naive": gated_delta_naive, "chunked": gated_delta_chunked, "blocked": gated_delta_blocked}[impl]
     rows = [prefix + s for s in suffixes]
     q, k, v, g, beta = _gdn_inputs(prefix + sum(suffixes))
     # the unsplit twin: every prompt = the prefix rows then its own suffix rows
@@ -58,17 +59,22 @@ def test_gated_delta_from_initial_state_matches_unsplit(prefix, suffixes, impl):
     assert finals.shape == (len(suffixes), 4, 16, 8)
 
 
-def test_chunked_initial_state_matches_naive():
-    lengths = [1, 63, 64, 65, 130]
+@pytest.mark.parametrize("impl", ["chunked", "blocked"])
+def test_initial_state_matches_naive(impl):
+    run = gated_delta_chunked if impl == "chunked" else gated_delta_blocked
+    # lengths out of chunk-count order, so the blocked scan's rank order differs from the input order
+    lengths = [1, 130, 63, 64, 65, 200, 2]
     q, k, v, g, beta = _gdn_inputs(sum(lengths), seed=3)
     cu = torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist())
     init = torch.randn(len(lengths), 4, 16, 8, generator=torch.Generator().manual_seed(4)) * 0.3
     want, want_f = gated_delta_naive(q, k, v, g, beta, cu, initial_state=init, output_final_state=True)
-    got, got_f = gated_delta_chunked(q, k, v, g, beta, cu, initial_state=init, output_final_state=True)
+    got, got_f = run(q, k, v, g, beta, cu, initial_state=init, output_final_state=True)
     err = max((got - want).abs().max().item(), (got_f - want_f).abs().max().item())
-    print(f"chunked vs naive from random initial states: max |d| = {err:.3g}")
+    print(f"{impl} vs naive from random initial states: max |d| = {err:.3g}")
     assert err < 1e-4
-    assert torch.equal(gated_delta_chunked(q, k, v, g, beta, cu), gated_delta_chunked(q, k, v, g, beta, cu, initial_state=None))
+    assert torch.equal(run(q, k, v, g, beta, cu), run(q, k, v, g, beta, cu, initial_state=None))
+    with pytest.raises(ValueError, match="initial_state"):
+        run(q, k, v, g, beta, cu, initial_state=init[:-1])
 
 
 def _forked_layout(policy=PrefixPolicy(1, 1)):
@@ -131,6 +137,23 @@ def test_attention_over_ancestor_keys_matches_unsplit(impl):
     assert err_twin < 1e-5 and err_unsplit < 1e-5
     with pytest.raises(ValueError, match="segments"):
         prefix_attention_naive(q, k, v, [0, batch.num_tokens], [0, 1, batch.num_tokens], 0.25)
+
+
+def test_sdpa_routes_for_short_and_long_suffixes():
+    # keys = prefix + own rows; the CPU route pads queries in front when S < 2 L, else a bottom-right mask
+    from judge_core.ops.prefix_attention import prefix_attention_sdpa
+
+    gen = torch.Generator().manual_seed(5)
+    segments = [(7, 7), (3, 10), (9, 12), (1, 30), (20, 21)]        # (queries, keys): root, mask, pad, mask, pad
+    q_bounds = [0] + torch.tensor([a for a, _ in segments]).cumsum(0).tolist()
+    key_bounds = [0] + torch.tensor([b for _, b in segments]).cumsum(0).tolist()
+    q = torch.randn(q_bounds[-1], 4, 16, generator=gen)
+    k, v = (torch.randn(key_bounds[-1], 2, 16, generator=gen) for _ in range(2))
+    got = prefix_attention_sdpa(q, k, v, q_bounds, key_bounds, 0.25)
+    want = prefix_attention_naive(q, k, v, q_bounds, key_bounds, 0.25)
+    err = (got - want).abs().max().item()
+    print(f"prefix attention sdpa, padded-front and bottom-right routes vs twin: max |d| = {err:.3g}")
+    assert err < 1e-5
 
 
 def test_forked_model_through_the_fla_glue(tiny_text_ckpt, monkeypatch):

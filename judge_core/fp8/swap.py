@@ -42,7 +42,7 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
     non-finite weights, a bias).
     """
     from ..gptq.linear import GPTQLinear
-    from ..models.linear import FusedLinear, SplitLinear
+    from ..models.linear import FusedLinear, Linear, SplitLinear
 
     swapped: list[str] = []
     kept: dict[str, str] = {}
@@ -75,7 +75,7 @@ def quantize_model_fp8_(model: nn.Module, *, skip=DEFAULT_SKIP, block: tuple[int
                                      _fp8_linear(q_w, block, compute), torch.cat(f_w).contiguous() if f_w else None)
             setattr(parent, child, new)
             swapped += [f"{prefix}{p}" for p, q in zip(module.part_names, quantized) if q]
-        elif type(module) is nn.Linear:
+        elif type(module) in (nn.Linear, Linear):   # not subclasses that hold other weights
             reason = reason_for(name, module.weight)
             if reason is None and module.bias is not None:
                 reason = "has a bias (FP8Linear has none)"

@@ -28,10 +28,9 @@ from torch import nn
 
 from ..checkpoint import text_config
 from ..ops.kernels import KernelSet, select_kernels
-from ..ops.prefix_attention import prefix_attention
 from ..ops.prefix_conv import conv1d_with_context
 from .batch import PackedBatch
-from .linear import FusedLinear
+from .linear import FusedLinear, Linear, set_compute_dtype
 
 MODEL_TYPES = ("qwen3_5", "qwen3_5_text")
 LAYER_TYPES = ("linear_attention", "full_attention")
@@ -161,7 +160,7 @@ class GatedAttention(nn.Module):
         self.qkv_proj = FusedLinear(args.hidden_size, [2 * q_size, kv_size, kv_size], ["q_proj", "k_proj", "v_proj"])
         self.q_norm = RMSNorm(self.head_dim, args.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, args.rms_norm_eps)
-        self.o_proj = nn.Linear(q_size, args.hidden_size, bias=False)
+        self.o_proj = Linear(q_size, args.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, batch: PackedBatch, rotary: tuple[torch.Tensor, torch.Tensor],
                 kernels: KernelSet) -> torch.Tensor:
@@ -179,8 +178,7 @@ class GatedAttention(nn.Module):
         if batch.forks is None:
             out = kernels.attention_op(q, k, v, batch, self.scale)
         else:  # shared prefixes: each segment's queries over its ancestors' keys and its own
-            out = prefix_attention(q, k, v, batch.forks, batch.bounds, batch.cu_seqlens, batch.max_seqlen, self.scale,
-                                   impl=kernels.attention)
+            out = kernels.prefix_attention_op(q, k, v, batch, self.scale)
         out = kernels.ew.sigmoid_gate(out, gate)
         return self.o_proj(out.reshape(tokens, self.num_heads * self.head_dim))
 
@@ -202,7 +200,7 @@ class GatedDeltaNet(nn.Module):
         self.A_log = nn.Parameter(torch.empty(self.num_v_heads, dtype=torch.float32), requires_grad=False)
         self.dt_bias = nn.Parameter(torch.empty(self.num_v_heads, dtype=torch.float32), requires_grad=False)
         self.norm = GatedRMSNorm(self.head_v_dim, args.rms_norm_eps)
-        self.out_proj = nn.Linear(self.value_dim, args.hidden_size, bias=False)
+        self.out_proj = Linear(self.value_dim, args.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, batch: PackedBatch, kernels: KernelSet) -> torch.Tensor:
         """x [T, hidden] -> [T, hidden]."""
@@ -242,7 +240,7 @@ class MLP(nn.Module):
     def __init__(self, args: Qwen3_5Args):
         super().__init__()
         self.gate_up_proj = FusedLinear(args.hidden_size, [args.intermediate_size] * 2, ["gate_proj", "up_proj"])
-        self.down_proj = nn.Linear(args.intermediate_size, args.hidden_size, bias=False)
+        self.down_proj = Linear(args.intermediate_size, args.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, kernels: KernelSet) -> torch.Tensor:
         gate, up = self.gate_up_proj(x)
@@ -306,6 +304,10 @@ class Qwen3_5Model(nn.Module):
         here = (str(weight.device), str(weight.dtype).removeprefix("torch."))
         if self.kernels is None or (self.kernels.device, self.kernels.dtype) != here:
             self.kernels = select_kernels(weight.device, weight.dtype)
+        # the projections' GEMM dtype follows the kernel set (also one set by hand)
+        if getattr(self, "_matmul", None) != self.kernels.matmul:
+            set_compute_dtype(self, torch.float32 if self.kernels.matmul == "fp32" else None)
+            self._matmul = self.kernels.matmul
         return self.kernels
 
     def last_hidden(self, batch: PackedBatch) -> torch.Tensor:

@@ -71,7 +71,7 @@ def varlen_attention_sdpa(q, k, v, bounds: list[int], scale: float) -> torch.Ten
     groups = _check(q, k, v)
     # enable_gqa keeps torch's flash backend on the CPU (measured 14% faster than repeating k/v there);
     # on CUDA some SDPA backends lack GQA, so k/v are repeated (a few MB) to keep every backend eligible.
-    gqa = groups > 1 and q.device.type == "cpu" and _sdpa_has_gqa()
+    gqa = groups > 1 and q.device.type == "cpu" and sdpa_has_gqa()
     out = torch.empty_like(q)
     for start, end in zip(bounds[:-1], bounds[1:]):
         qs = q[start:end].transpose(0, 1)[None]                                       # [1, H, L, D]
@@ -86,7 +86,7 @@ def varlen_attention_sdpa(q, k, v, bounds: list[int], scale: float) -> torch.Ten
 
 
 @functools.cache
-def _sdpa_has_gqa() -> bool:
+def sdpa_has_gqa() -> bool:
     """SDPA's enable_gqa flag (torch >= 2.5)."""
     try:
         return "enable_gqa" in inspect.signature(F.scaled_dot_product_attention).parameters

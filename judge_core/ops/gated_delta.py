@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from .gated_delta_blocked import StepLayout, gated_delta_blocked
-from .gated_delta_inputs import check_inputs
+from .gated_delta_inputs import check_initial_state, check_inputs
 # Chosen once per (device, dtype) by ops/kernels.py (KernelSet.gated_delta), never here.
 GATED_DELTA_IMPLS = ("fla", "blocked", "torch")
 
@@ -66,6 +66,7 @@ def gated_delta_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torc
     output_final_state the float32 states after each prompt's last row, (o, [N, Hv, Dk, Dv]).
     """
     out_dtype = v.dtype
+    check_initial_state(initial_state, len(cu_seqlens) - 1, q, v)
     q, k, v, g, beta = _prepare(q, k, v, g, beta, scale, use_qk_l2norm)
     heads_v, dim_k, dim_v = v.shape[1], q.shape[2], v.shape[2]
     out = torch.zeros_like(v)
@@ -133,6 +134,7 @@ def gated_delta_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     24 linear-attention layers of one batch share it.
     """
     out_dtype = v.dtype
+    check_initial_state(initial_state, len(cu_seqlens) - 1, q, v)
     q, k, v, g, beta = _prepare(q, k, v, g, beta, scale, use_qk_l2norm)
     if layout is None:
         layout = ChunkLayout.build(cu_seqlens.tolist(), chunk_size, v.device)
@@ -233,17 +235,16 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
     layout: a `StepLayout` for impl "blocked", a `ChunkLayout` for "torch" (built here if None);
     initial_state: float32 [N, Hv, Dk, Dv] or None (zero). returns [T, Hv, Dv] in v's dtype, or with
     output_final_state (o, float32 final states [N, Hv, Dk, Dv]); cu_seqlens_cpu: the bounds on the host
-    (fla only). The blocked path takes no state in or out: with either, the chunked torch path runs.
+    (fla only).
     """
     if impl == "fla":
         return gated_delta_fla(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
                                initial_state=initial_state, output_final_state=output_final_state,
                                cu_seqlens_cpu=cu_seqlens_cpu)
-    if impl == "blocked" and (initial_state is not None or output_final_state):
-        impl, layout = "torch", None  # a forked batch's levels (shared prefixes): the chunked form carries state
     if impl == "blocked":
         return gated_delta_blocked(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
-                                   layout=layout)
+                                   layout=layout, initial_state=initial_state,
+                                   output_final_state=output_final_state)
     if impl == "torch":
         return gated_delta_chunked(q, k, v, g, beta, cu_seqlens, scale=scale, use_qk_l2norm=use_qk_l2norm,
                                    layout=layout, initial_state=initial_state,

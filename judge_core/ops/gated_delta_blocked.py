@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .gated_delta_inputs import check_inputs
+from .gated_delta_inputs import check_initial_state, check_inputs
 
 INVERSE_BLOCK = 16
 CHUNK_SIZES = (16, 32, 64, 128)
@@ -35,6 +35,7 @@ class StepLayout:
     row_slot: [T] int64, row t's slot in the chunk buffer [num_chunks * chunk_size].
     step_offsets: host list [S + 1]: the chunks of scan step s are [step_offsets[s], step_offsets[s+1]);
         they belong to the prompts of rank 0 .. (count - 1), rank = order by chunk count, longest first.
+    prompt_rank: [N] int64, prompt n's rank (its row in the scan's state), to carry states in and out.
     """
 
     chunk_size: int
@@ -42,6 +43,7 @@ class StepLayout:
     num_prompts: int
     row_slot: torch.Tensor
     step_offsets: tuple[int, ...]
+    prompt_rank: torch.Tensor
 
     @classmethod
     def build(cls, bounds: list[int], chunk_size: int, device: torch.device | str) -> "StepLayout":
@@ -64,7 +66,8 @@ class StepLayout:
         pos = torch.arange(bounds[-1]) - starts[prompt]
         chunk = offsets[pos // chunk_size] + rank[prompt]
         row_slot = chunk * chunk_size + pos % chunk_size
-        return cls(chunk_size, int(offsets[-1]), len(lengths), row_slot.to(device), tuple(offsets.tolist()))
+        return cls(chunk_size, int(offsets[-1]), len(lengths), row_slot.to(device), tuple(offsets.tolist()),
+                   rank.to(device))
 
 
 def _diag_blocks(a: torch.Tensor, size: int) -> torch.Tensor:
@@ -112,12 +115,15 @@ def _l2norm_into(x: torch.Tensor, scale: float, eps: float = 1e-6) -> torch.Tens
 
 def gated_delta_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                         cu_seqlens: torch.Tensor, *, scale: float | None = None, use_qk_l2norm: bool = True,
-                        chunk_size: int = CPU_CHUNK_SIZE, layout: StepLayout | None = None) -> torch.Tensor:
+                        chunk_size: int = CPU_CHUNK_SIZE, layout: StepLayout | None = None,
+                        initial_state: torch.Tensor | None = None, output_final_state: bool = False):
     """Chunked gated delta rule over all prompts of a pack, in-chunk inverse by matmuls (float32 inside).
 
     q, k: [T, Hk, Dk]; v: [T, Hv, Dv]; g (log decay, <= 0), beta: [T, Hv]; cu_seqlens: int [N + 1].
     `layout` (from `StepLayout.build`) may be passed so the linear-attention layers of a batch share it.
-    returns o [T, Hv, Dv] in v's dtype.
+    initial_state: float32 [N, Hv, Dk, Dv] or None (zero): prompt n starts from it (a shared prefix's
+    final state). returns o [T, Hv, Dv] in v's dtype, or with output_final_state (o, float32 final
+    states [N, Hv, Dk, Dv]).
     """
     heads_k, heads_v = check_inputs(q, k, v, g, beta)
     out_dtype, f32 = v.dtype, torch.float32
@@ -180,7 +186,13 @@ def gated_delta_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     u, w, intra, q_decayed, k_decayed_t, chunk_decay = (flat(x) for x in (u, w, intra, q_decayed, k_decayed_t,
                                                                           chunk_decay))
     out = torch.empty((nc * heads_v, size, dim_v), dtype=f32, device=v.device)
-    state = torch.zeros((layout.num_prompts * heads_v, dim_k, dim_v), dtype=f32, device=v.device)
+    # The state's rows are in rank order (longest prompt first): a prompt's final state is the row it
+    # leaves behind at its last step, as later steps only touch the prompts of lower rank.
+    states = torch.zeros((layout.num_prompts, heads_v, dim_k, dim_v), dtype=f32, device=v.device)
+    check_initial_state(initial_state, layout.num_prompts, q, v)
+    if initial_state is not None:
+        states.index_copy_(0, layout.prompt_rank, initial_state.to(f32))
+    state = states.view(layout.num_prompts * heads_v, dim_k, dim_v)
     offsets = layout.step_offsets
     for first, last in zip(offsets[:-1], offsets[1:]):
         rows = slice(first * heads_v, last * heads_v)
@@ -191,4 +203,7 @@ def gated_delta_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
         o.baddbmm_(intra[rows], v_new)                                   # + intra v_new
         s.mul_(chunk_decay[rows]).baddbmm_(k_decayed_t[rows], v_new)     # S <- decay S + k_dec^T v_new
     out = out.view(nc, heads_v, size, dim_v).transpose(1, 2).reshape(slots, heads_v, dim_v)
-    return out.index_select(0, layout.row_slot).to(out_dtype)
+    out = out.index_select(0, layout.row_slot).to(out_dtype)
+    if output_final_state:
+        return out, states.index_select(0, layout.prompt_rank)
+    return out

@@ -15,3 +15,11 @@ def check_inputs(q, k, v, g, beta) -> tuple[int, int]:
         raise ValueError(f"gated delta: g and beta must be [T, Hv] = {tuple(v.shape[:2])}, got g {tuple(g.shape)}, "
                          f"beta {tuple(beta.shape)}")
     return heads_k, heads_v
+
+
+def check_initial_state(initial_state, num_prompts: int, q, v) -> None:
+    """A per-prompt initial state must be [N, Hv, Dk, Dv]: a wrong one would broadcast or reshape silently."""
+    want = (num_prompts, v.shape[1], q.shape[2], v.shape[2])
+    if initial_state is not None and tuple(initial_state.shape) != want:
+        raise ValueError(f"gated delta: initial_state has shape {tuple(initial_state.shape)}, expected {want} "
+                         "(prompts, value heads, key dim, value dim)")

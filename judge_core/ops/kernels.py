@@ -11,6 +11,9 @@ Env overrides (all optional; a bad value raises, naming the choices):
     JUDGE_CORE_CONV         triton | cuda | torch
     JUDGE_CORE_ELEMENTWISE  triton | compiled | eager
     JUDGE_CORE_COMPILE      legacy: 0 = eager elementwise; all = compiled elementwise on the CPU too
+    JUDGE_CORE_MATMUL       native | fp32 (the projections' GEMM dtype of a bf16/fp16 model; default fp32
+                            on a CPU without bf16/fp16 GEMM instructions, where torch's half GEMM is a
+                            slow generic kernel; models/linear.py)
 
 fp32 is a true-fp32 mode (`fp32_exact`): the forward runs with TF32 off for cuBLAS and cuDNN
 (`no_tf32()`), and fla is not used by default: its Triton kernels run `tl.dot` on fp32 inputs at
@@ -40,6 +43,7 @@ from .gated_delta import GATED_DELTA_IMPLS
 log = logging.getLogger(__name__)
 
 ELEMENTWISE_IMPLS = ("triton", "compiled", "eager")
+MATMUL_IMPLS = ("native", "fp32")
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
@@ -71,6 +75,13 @@ def fla_available() -> bool:
         _broken("flash-linear-attention", e, "Gated DeltaNet runs the chunked torch path (slower)")
         return False
     return True
+
+
+def cpu_has_half_gemm(dtype: torch.dtype) -> bool:
+    """This CPU has instructions for `dtype` GEMMs (AVX512-BF16 / AMX), which torch's oneDNN GEMM uses."""
+    probes = {torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
+              torch.float16: ("_is_amx_fp16_supported",)}.get(dtype, ())
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 @functools.cache
@@ -133,6 +144,7 @@ class KernelSet:
     elementwise: str
     qk_norm: str          # the L2 norm of q/k ahead of fla ("triton" | "torch"); the torch GDN paths norm inside
     fp32_exact: bool      # fp32 end to end: TF32 off around the forward
+    matmul: str = "native"  # the projections' GEMM: "native" (the model dtype) | "fp32" (see models/linear.py)
 
     def describe(self) -> dict:
         """A flat dict for bench rows and logs."""
@@ -167,6 +179,13 @@ class KernelSet:
 
         return varlen_attention(q, k, v, batch.cu_seqlens, batch.bounds, batch.max_seqlen, scale, impl=self.attention)
 
+    def prefix_attention_op(self, q, k, v, batch, scale: float):
+        """Attention of a forked batch (shared prefixes): each segment's queries over its ancestors' keys."""
+        from .prefix_attention import prefix_attention
+
+        return prefix_attention(q, k, v, batch.forks, batch.bounds, batch.cu_seqlens, batch.max_seqlen, scale,
+                                impl=self.attention)
+
     def gated_delta_op(self, qkv, key_dim: int, head_k_dim: int, v, g, beta, batch, initial_state=None,
                        output_final_state: bool = False):
         """The gated delta rule from the conv output qkv [T, 2 key_dim + value_dim]; v [T, Hv, Dv].
@@ -183,14 +202,13 @@ class KernelSet:
                                     initial_state=initial_state, output_final_state=output_final_state,
                                     cu_seqlens_cpu=cu_cpu)
         q, k = qk_split(qkv, key_dim, head_k_dim)
-        # The blocked CPU path carries no state in or out: a forked batch (shared prefixes) runs the chunked form.
-        forked = initial_state is not None or output_final_state
-        if self.gated_delta == "blocked" and not forked:
+        if self.gated_delta == "blocked":
             from .gated_delta_blocked import CPU_CHUNK_SIZE, StepLayout
 
             layout = batch.cached(f"step_layout_{CPU_CHUNK_SIZE}",
                                   lambda: StepLayout.build(batch.bounds, CPU_CHUNK_SIZE, qkv.device))
-            return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="blocked")
+            return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="blocked",
+                                    initial_state=initial_state, output_final_state=output_final_state)
         layout = batch.cached("chunk_layout_64", lambda: ChunkLayout.build(batch.bounds, 64, qkv.device))
         return gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, layout=layout, impl="torch",
                                 initial_state=initial_state, output_final_state=output_final_state)
@@ -233,9 +251,13 @@ def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[
         else:
             elementwise = "compiled" if cuda else "eager"
 
+    matmul = _env_choice(env, "JUDGE_CORE_MATMUL", MATMUL_IMPLS)
+    if matmul is None:
+        matmul = "fp32" if device.type == "cpu" and half and not cpu_has_half_gemm(dtype) else "native"
+
     return KernelSet(device=str(device), dtype=str(dtype).removeprefix("torch."), gated_delta=gated_delta,
                      attention=attention, conv=conv, elementwise=elementwise,
-                     qk_norm="triton" if triton_ok else "torch", fp32_exact=dtype == torch.float32)
+                     qk_norm="triton" if triton_ok else "torch", fp32_exact=dtype == torch.float32, matmul=matmul)
 
 
 @contextlib.contextmanager

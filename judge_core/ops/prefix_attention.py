@@ -9,7 +9,9 @@ rows sees the first S - L + j + 1 of its S keys). The keys are gathered once per
 Implementations (the KernelSet's attention choice picks the route; any other name takes SDPA):
 - `prefix_attention_naive`: explicit float32 softmax per segment (the twin).
 - `prefix_attention_sdpa`: one SDPA call per segment with a bottom-right causal mask (CPU, and GPUs
-  without flash-attn).
+  without flash-attn). On the CPU torch's kernel does not skip the masked blocks of a bottom-right mask
+  (it costs L x S), while a plain causal call over S queries costs S^2 / 2 and gives the same numbers for
+  the last L queries (zero queries padded in front): the cheaper of the two runs there.
 - flash-attn's `flash_attn_varlen_func` with cu_seqlens_q != cu_seqlens_k (causal is bottom-right
   aligned since flash-attn 2.1): one launch per layer.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
+
+from .attention import sdpa_has_gqa
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_bounds: list[int], key_bounds: list[int]) -> int:
@@ -59,14 +63,24 @@ def prefix_attention_naive(q, k, v, q_bounds: list[int], key_bounds: list[int], 
 def prefix_attention_sdpa(q, k, v, q_bounds: list[int], key_bounds: list[int], scale: float) -> torch.Tensor:
     """One SDPA call per segment, causal aligned bottom-right. Shapes as `prefix_attention_naive`."""
     groups = _check(q, k, v, q_bounds, key_bounds)
+    cpu = q.device.type == "cpu"
+    # enable_gqa on the CPU, repeated k/v elsewhere: as `varlen_attention_sdpa` (ops/attention.py)
+    gqa = {"enable_gqa": True} if groups > 1 and cpu and sdpa_has_gqa() else {}
     out = torch.empty_like(q)
     for qs, qe, ks, ke in zip(q_bounds[:-1], q_bounds[1:], key_bounds[:-1], key_bounds[1:]):
+        queries, keys = qe - qs, ke - ks
         qh = q[qs:qe].transpose(0, 1)[None]                                           # [1, H, L, D]
-        kh, vh = (x[ks:ke].repeat_interleave(groups, dim=1).transpose(0, 1)[None] for x in (k, v))
-        if qe - qs == ke - ks:  # a root segment: plain causal
-            y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=scale)
+        kh, vh = (x[ks:ke] if gqa else x[ks:ke].repeat_interleave(groups, dim=1) for x in (k, v))
+        kh, vh = kh.transpose(0, 1)[None], vh.transpose(0, 1)[None]
+        if queries == keys:  # a root segment: plain causal
+            y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=scale, **gqa)
+        elif cpu and keys < 2 * queries:  # S^2 / 2 < L x S: causal over S queries, the first S - L zero
+            padded = qh.new_zeros((1, qh.shape[1], keys, qh.shape[3]))
+            padded[:, :, keys - queries:] = qh
+            y = F.scaled_dot_product_attention(padded, kh, vh, is_causal=True, scale=scale, **gqa)[:, :, keys - queries:]
         else:  # torch's lower-right causal bias: no mask tensor where a backend supports the offset
-            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=causal_lower_right(qe - qs, ke - ks), scale=scale)
+            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=causal_lower_right(queries, keys), scale=scale,
+                                               **gqa)
         out[qs:qe] = y[0].transpose(0, 1)
     return out
 
