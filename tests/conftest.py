@@ -49,3 +49,23 @@ def qwen_tokenizer():
     from judge_core.embedded import tokenizer_dir
 
     return AutoTokenizer.from_pretrained(str(tokenizer_dir()))
+
+
+@pytest.fixture(scope="session")
+def reference_scores():
+    """scores(path, pairs) -> the reference twin's results (judge_core.reference), computed once per
+    (checkpoint, pairs) for the whole test run: the twin is the slowest thing the parity tests run."""
+    from judge_core.reference import ReferenceJudge
+
+    twins: dict = {}
+    results: dict = {}
+
+    def scores(path, pairs):
+        key = (str(path), tuple(tuple(p) for p in pairs))
+        if key not in results:
+            if str(path) not in twins:
+                twins[str(path)] = ReferenceJudge.from_pretrained(path)
+            results[key] = twins[str(path)].compare_many(pairs)
+        return results[key]
+
+    return scores

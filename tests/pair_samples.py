@@ -20,3 +20,8 @@ def random_pairs(n: int, seed: int = 0, max_words: int = 120) -> list[tuple[str,
     while len(pairs) < n:
         pairs.append((random_text(rng, 20), random_text(rng, max_words), random_text(rng, max_words)))
     return pairs[:n]
+
+
+# The pairs every fp32 parity test against the reference twin runs on: one list, so the twin's results
+# (a session fixture, conftest.reference_scores) are computed once per checkpoint for all of them.
+PARITY_PAIRS = random_pairs(24, seed=1)

@@ -7,31 +7,26 @@ import torch
 
 from judge_core import Judge
 from judge_core.reference import ReferenceJudge
-from pair_samples import random_pairs
+from pair_samples import PARITY_PAIRS
+from parity import TOLERANCES, max_deltas
 
-TOL_PP = 1e-3  # |delta p1| in percentage points, fp32
-
-
-def max_deltas(engine_scores, reference_scores):
-    d_p1 = max(abs(a.p1 - b.p1) for a, b in zip(engine_scores, reference_scores))
-    d_pass = max(max(abs(a.pass1[0] - b.pass1[0]), abs(a.pass2[0] - b.pass2[0]))
-                 for a, b in zip(engine_scores, reference_scores))
-    return d_p1, d_pass
+TOL_PP = TOLERANCES["fp32"]
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    return random_pairs(24, seed=1)
+    return PARITY_PAIRS
 
 
-@pytest.mark.parametrize("layout,budget", [("text", 64), ("text", 700), ("text", 32768),
+# budgets from one prompt per batch to everything in one; the other budgets run in the slow set
+@pytest.mark.parametrize("layout,budget", [("text", 64), pytest.param("text", 700, marks=pytest.mark.slow),
+                                           pytest.param("text", 32768, marks=pytest.mark.slow),
                                            ("multimodal", 500), ("qwen3", 900)])
-def test_engine_matches_reference(tiny_ckpt_factory, pairs, layout, budget):
+def test_engine_matches_reference(tiny_ckpt_factory, reference_scores, pairs, layout, budget):
     path = tiny_ckpt_factory(layout)
     judge = Judge.from_pretrained(path, backend="hf", token_budget=budget)
-    ref = _reference(path)
     got = judge.compare_many(pairs)
-    want = ref.compare_many(pairs)
+    want = reference_scores(path, pairs)
     d_p1, d_pass = max_deltas(got, want)
     stats = judge.last_run_stats
     print(f"\n[{layout}, budget {budget}] max |delta p1| = {d_p1:.3g} pp, max |delta pass P(A)| = {d_pass:.3g} pp, "
@@ -41,15 +36,6 @@ def test_engine_matches_reference(tiny_ckpt_factory, pairs, layout, budget):
     assert [s.tokens for s in got] == [s.tokens for s in want]
     # the random judge must have opinions, or this test could not tell right from wrong
     assert max(abs(s.pass1[0] - 50) for s in want) > 1.0
-
-
-_REFERENCES: dict = {}
-
-
-def _reference(path):
-    if path not in _REFERENCES:
-        _REFERENCES[path] = ReferenceJudge.from_pretrained(path)
-    return _REFERENCES[path]
 
 
 class SpyBackend:
@@ -148,11 +134,12 @@ def test_unicode_json_option_gives_fewer_tokens(tiny_text_ckpt, text_judge):
     assert abs(ref.p1 - uni_score.p1) < TOL_PP
 
 
-def test_template_kwargs_pass_through(tiny_text_ckpt):
+def test_template_kwargs_pass_through(text_judge):
     no_thinking = {"enable_thinking": False}
-    judge = Judge.from_pretrained(tiny_text_ckpt, backend="hf", chat_template_kwargs=no_thinking)
+    judge = Judge(text_judge.backend, text_judge.tokenizer, chat_template_kwargs=no_thinking)
     assert judge.prompt("i", "a", "b").endswith("</think>\n\n")
-    ref = ReferenceJudge.from_pretrained(tiny_text_ckpt, chat_template_kwargs=no_thinking)
+    assert not text_judge.prompt("i", "a", "b").endswith("</think>\n\n")
+    ref = ReferenceJudge(text_judge.backend.model, text_judge.tokenizer, chat_template_kwargs=no_thinking)
     pair = ("i", "a b c", "d e")
     assert abs(judge.compare(*pair).p1 - ref.compare(*pair).p1) < TOL_PP
 

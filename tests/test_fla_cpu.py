@@ -17,8 +17,9 @@ import torch
 
 from judge_core.hf_kernels import use_exact_torch_kernels
 from pair_samples import random_pairs
+from parity import TOLERANCES
 
-TOL_PP = 1e-3  # |delta| in percentage points, fp32
+TOL_PP = TOLERANCES["fp32"]  # |delta| in percentage points
 
 
 def _fla_importable() -> bool:

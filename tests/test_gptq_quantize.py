@@ -78,7 +78,7 @@ def test_written_checkpoint_layout(q_text, q_mm):
     assert (q_mm / "tokenizer.json").exists() and is_gptq_checkpoint(q_mm)
 
 
-@pytest.mark.parametrize("which", ["q_text", "q_mm"])
+@pytest.mark.parametrize("which", ["q_text", pytest.param("q_mm", marks=pytest.mark.slow)])
 def test_judge_on_gptq_matches_reference_on_dequantized(which, request, tmp_path):
     from judge_core import Judge
     from judge_core.reference import ReferenceJudge

@@ -13,11 +13,11 @@ import torch
 
 from judge_core import Judge
 from judge_core.prefix import PrefixPolicy, forked_tokens
-from judge_core.reference import ReferenceJudge
 from judge_core.runner import run_batches
 from pair_samples import random_pairs
+from parity import TOLERANCES, max_dp1
 
-TOL_PP = 1e-3
+TOL_PP = TOLERANCES["fp32"]
 
 
 def _workload():
@@ -38,16 +38,12 @@ def judges(tiny_text_ckpt):
 
 
 @pytest.fixture(scope="module")
-def reference_scores(tiny_text_ckpt):
-    return ReferenceJudge.from_pretrained(tiny_text_ckpt).compare_many(_workload())
-
-
-def _max_dp1(a, b) -> float:
-    return max(abs(x.p1 - y.p1) for x, y in zip(a, b))
+def twin_scores(tiny_text_ckpt, reference_scores):
+    return reference_scores(tiny_text_ckpt, _workload())
 
 
 @pytest.mark.parametrize("budget", [32768, 1500])
-def test_shared_matches_unshared_and_reference(judges, reference_scores, budget):
+def test_shared_matches_unshared_and_reference(judges, twin_scores, budget):
     shared, unshared = judges
     shared.token_budget = unshared.token_budget = budget
     pairs = _workload()
@@ -55,17 +51,17 @@ def test_shared_matches_unshared_and_reference(judges, reference_scores, budget)
     stats = shared.last_run_stats
     plain = unshared.compare_many(pairs)
     plain_stats = unshared.last_run_stats
-    d_plain, d_ref = _max_dp1(got, plain), _max_dp1(got, reference_scores)
+    d_plain, d_ref = max_dp1(got, plain), max_dp1(got, twin_scores)
     print(f"\n[budget {budget}] shared: {stats['prompt_tokens']} prompt tokens, {stats['computed_tokens']} computed "
           f"({1 - stats['computed_tokens'] / stats['prompt_tokens']:.1%} saved), {stats['batches']} batches; "
           f"max |d p1| vs unshared {d_plain:.3g} pp, vs reference twin {d_ref:.3g} pp, "
-          f"unshared vs reference {_max_dp1(plain, reference_scores):.3g} pp")
-    assert all(s.ok for s in got) and [s.tokens for s in got] == [s.tokens for s in reference_scores]
+          f"unshared vs reference {max_dp1(plain, twin_scores):.3g} pp")
+    assert all(s.ok for s in got) and [s.tokens for s in got] == [s.tokens for s in twin_scores]
     assert d_plain <= TOL_PP and d_ref <= TOL_PP
     assert stats["shared_prefixes"] and not plain_stats["shared_prefixes"]
     assert stats["prompt_tokens"] == plain_stats["prompt_tokens"] == plain_stats["computed_tokens"]
     assert stats["computed_tokens"] < 0.8 * stats["prompt_tokens"]
-    assert max(abs(s.pass1[0] - 50) for s in reference_scores) > 1.0   # the random judge has opinions
+    assert max(abs(s.pass1[0] - 50) for s in twin_scores) > 1.0   # the random judge has opinions
 
 
 class SpyPacked:
@@ -96,16 +92,16 @@ def test_group_split_over_two_batches_and_oom_inside_a_group(judges):
     got = judge.compare_many(pairs)
     with_anchor = [b for b, _ in spy.batches if any(s[:150] == list(prefix) for s in b)]
     print(f"\ngroup over {len(with_anchor)} batches, computed rows per batch {[c for _, c in spy.batches]}, "
-          f"max |d p1| vs unshared {_max_dp1(got, want):.3g} pp")
+          f"max |d p1| vs unshared {max_dp1(got, want):.3g} pp")
     assert len(with_anchor) >= 2 and all(c <= 600 for _, c in spy.batches)
-    assert _max_dp1(got, want) <= TOL_PP
+    assert max_dp1(got, want) <= TOL_PP
 
     oom = SpyPacked(shared.backend, oom_above_rows=3)
     judge = Judge(oom, shared.tokenizer)
     got = judge.compare_many(pairs)
-    print(f"OOM inside a group: {judge.last_run_stats['oom_splits']} splits, max |d p1| = {_max_dp1(got, want):.3g} pp")
+    print(f"OOM inside a group: {judge.last_run_stats['oom_splits']} splits, max |d p1| = {max_dp1(got, want):.3g} pp")
     assert judge.last_run_stats["oom_splits"] > 0 and all(len(b) <= 3 for b, _ in oom.batches)
-    assert _max_dp1(got, want) <= TOL_PP and all(s.ok for s in got)
+    assert max_dp1(got, want) <= TOL_PP and all(s.ok for s in got)
 
 
 def test_identical_prompts_and_batch_mates(judges):
