@@ -156,8 +156,9 @@ def test_a_run_stopped_half_way_resumes_to_the_same_file(local_ray, ray_out, pai
                                                           capsys):
     out = tmp_path / "verdicts.jsonl"
     args = ["score", "tiny", str(pairs_file), "-o", str(out), "--max-context", "500", *RAY_OPTIONS]
-    # Each replica call sleeps 1 s: Ctrl-C comes after the first rows, long before the last.
-    monkeypatch.setenv("JUDGE_CORE_RAY_TEST_BATCH_SECONDS", "1")
+    # Each replica call sleeps 2 s: Ctrl-C comes after the first rows, long before the last (1 s lost
+    # the race once on a loaded 2-core machine: the run ended before the signal was handled).
+    monkeypatch.setenv("JUDGE_CORE_RAY_TEST_BATCH_SECONDS", "2")
     watcher = stop_when_written(out, 1)
     assert main(args) == 130
     watcher.join()
