@@ -33,6 +33,7 @@ from .specs import load_spec
 from .specs.readout import PointScore
 from .specs.render import label_token_ids, render_spec_prompt, request_messages
 from .threads import check_threads, configure_threads
+from .tokenizer_cache import load_tokenizer
 
 def check_token_budget(token_budget) -> int | str:
     if token_budget == "auto":
@@ -116,8 +117,6 @@ class Judge:
             text, so a response holding "<|im_end|>" cannot close the judge's turn; True parses such
             strings as control tokens, as the card's code does (prompt_tokens.py).
         """
-        from transformers import AutoTokenizer
-
         from .fp8.load import check_fp8_compute, plan_fp8
         from .quant import check_quantization
 
@@ -135,7 +134,7 @@ class Judge:
         path = ckpt.path
         configure_threads(threads, device)  # before the load: it runs torch ops too
         fp8 = plan_fp8(quantization, ckpt.quant, device, fp8_compute, where=str(path))
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = load_tokenizer(path)
         candidates = label_token_ids(tokenizer, spec, ascii_json=ascii_json, chat_template_kwargs=template_kwargs)
         engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidates, fp8=fp8,
                               full_vocab=spec.readout == "full")

@@ -24,6 +24,7 @@ from .plan import dual_pass
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
 from .runner import device_scope
 from .scoring import PairScore, combine_passes
+from .tokenizer_cache import load_tokenizer
 
 MISSING_LOGPROB = -100.0  # the card's stand-in for a token outside the returned top-k
 
@@ -52,7 +53,6 @@ class ReferenceJudge:
                         fp8_compute: str = "twin", spec=None) -> "ReferenceJudge":
         """quantization="fp8": the same W8A8 quantize-at-load as Judge (an FP8 checkpoint is fp8 anyway);
         fp8_compute defaults to the twin, the exact reference of the GPU path."""
-        from transformers import AutoTokenizer
 
         from .fp8.load import plan_fp8
 
@@ -62,7 +62,7 @@ class ReferenceJudge:
         model = load_hf_model(ckpt, dtype=dtype, device=torch.device(device))
         if fp8 is not None:
             fp8.apply_(model)
-        return cls(model, AutoTokenizer.from_pretrained(str(ckpt.path)), top_k=top_k, ascii_json=ascii_json,
+        return cls(model, load_tokenizer(ckpt.path), top_k=top_k, ascii_json=ascii_json,
                    chat_template_kwargs=chat_template_kwargs, spec=spec)
 
     @torch.inference_mode()

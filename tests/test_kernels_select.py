@@ -68,6 +68,28 @@ def test_no_tf32_restores_settings():
         torch.set_float32_matmul_precision(before[0])
 
 
+def test_every_kernel_switch_is_read_in_one_module():
+    """os.environ is read for the JUDGE_CORE_* kernel switches in ops/switches.py only."""
+    import pathlib
+    import re
+
+    from judge_core.ops.switches import KERNEL_SWITCHES, read_switch
+
+    root = pathlib.Path(kernels.__file__).parents[1]
+    readers = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if any(re.search(rf"environ(\.get\(|\[)\s*[\"']{name}", text) for name in KERNEL_SWITCHES):
+            readers.add(path.relative_to(root).as_posix())
+    assert readers == set(), readers               # nobody indexes os.environ by a switch's name ...
+    assert select_kernels("cpu", torch.float32, env={}).gptq_dequant == "torch"
+    assert kernels.gptq_dequant_choice({"JUDGE_CORE_GPTQ_KERNEL": "cuda"}) == "cuda"
+    with pytest.raises(ValueError, match=r"JUDGE_CORE_GPTQ_KERNEL='exllama': expected one of"):
+        kernels.gptq_dequant_choice({"JUDGE_CORE_GPTQ_KERNEL": "exllama"})
+    with pytest.raises(KeyError, match="not a judge_core kernel switch"):
+        read_switch("JUDGE_CORE_ATENTION")       # ... and a misspelt switch is an error, not ignored
+
+
 def test_cpu_half_matmul_choice():
     # fp32 GEMMs for a half model on a CPU without half GEMM instructions (torch's generic kernel is slow)
     assert select_kernels("cpu", torch.float32, env={}).matmul == "native"

@@ -9,10 +9,10 @@ so every forward goes through a dense weight. The twin is the definition; the Tr
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 
+from ..ops.kernels import gptq_dequant_choice
 from .format import QuantConfig, true_zeros, unpack_cols, unpack_rows
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ def dequantize_reference(qweight: torch.Tensor, qzeros: torch.Tensor, scales: to
     return w.to(dtype)
 
 
-KERNELS = ("triton", "cuda", "torch")
 _kernel_state: dict = {}
 
 
@@ -41,9 +40,7 @@ def _gpu_kernel():
     Returns a launcher or None (use the twin); a kernel that cannot load is warned about once.
     """
     if "fn" not in _kernel_state:
-        choice = os.environ.get("JUDGE_CORE_GPTQ_KERNEL", "triton")
-        if choice not in KERNELS:
-            raise ValueError(f"JUDGE_CORE_GPTQ_KERNEL={choice!r}: expected one of {KERNELS}")
+        choice = gptq_dequant_choice()
         fn = None
         try:
             if choice == "triton":

@@ -5,15 +5,7 @@ overrides, and returns a frozen `KernelSet`; the model stores it (`model.kernels
 and its layers call the ops through it, so nothing below re-decides per call. Benches record
 `KernelSet.describe()` in every row.
 
-Env overrides (all optional; a bad value raises, naming the choices):
-    JUDGE_CORE_GATED_DELTA  fla | blocked | torch
-    JUDGE_CORE_ATTENTION    flash_attn | varlen | sdpa | masked | naive
-    JUDGE_CORE_CONV         triton | cuda | torch
-    JUDGE_CORE_ELEMENTWISE  triton | compiled | eager
-    JUDGE_CORE_COMPILE      legacy: 0 = eager elementwise; all = compiled elementwise on the CPU too
-    JUDGE_CORE_MATMUL       native | fp32 (the projections' GEMM dtype of a bf16/fp16 model; default fp32
-                            on a CPU without bf16/fp16 GEMM instructions, where torch's half GEMM is a
-                            slow generic kernel; models/linear.py)
+Env overrides: ops/switches.py lists them (read there, and nowhere else).
 
 fp32 is a true-fp32 mode (`fp32_exact`): the forward runs with TF32 off for cuBLAS and cuDNN
 (`no_tf32()`), and fla is not used by default: its Triton kernels run `tl.dot` on fp32 inputs at
@@ -29,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
@@ -39,6 +30,7 @@ import torch
 from .attention import ATTENTION_IMPLS
 from .conv import CONV_IMPLS
 from .gated_delta import GATED_DELTA_IMPLS
+from .switches import read_switch
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +67,15 @@ def fla_available() -> bool:
         _broken("flash-linear-attention", e, "Gated DeltaNet runs the chunked torch path (slower)")
         return False
     return True
+
+
+GPTQ_DEQUANT_IMPLS = ("triton", "cuda", "torch")
+
+
+def gptq_dequant_choice(env: Mapping[str, str] | None = None) -> str:
+    """The GPU dequantizer GPTQ layers ask for (triton by default; gptq/dequant.py falls back to the torch
+    twin, with a warning, when the kernel cannot load)."""
+    return read_switch("JUDGE_CORE_GPTQ_KERNEL", GPTQ_DEQUANT_IMPLS, env) or "triton"
 
 
 def cpu_has_half_gemm(dtype: torch.dtype) -> bool:
@@ -123,15 +124,6 @@ def torch_varlen_works(device: str, dtype: torch.dtype) -> bool:
         return False
 
 
-def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
-    value = env.get(name)
-    if not value:
-        return None
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: expected one of {choices}")
-    return value
-
-
 @dataclass(frozen=True)
 class KernelSet:
     """The implementation of each op for one (device, dtype); see the module doc for the choices."""
@@ -145,6 +137,7 @@ class KernelSet:
     qk_norm: str          # the L2 norm of q/k ahead of fla ("triton" | "torch"); the torch GDN paths norm inside
     fp32_exact: bool      # fp32 end to end: TF32 off around the forward
     matmul: str = "native"  # the projections' GEMM: "native" (the model dtype) | "fp32" (see models/linear.py)
+    gptq_dequant: str = "torch"  # a GPTQ layer's dequantizer on this device: triton | cuda | torch (gptq/dequant.py)
 
     def describe(self) -> dict:
         """A flat dict for bench rows and logs."""
@@ -215,20 +208,20 @@ class KernelSet:
 
 
 def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[str, str] | None = None) -> KernelSet:
-    """Feature checks + env overrides -> the KernelSet for a model on `device` in `dtype`."""
-    env = os.environ if env is None else env
+    """Feature checks + env overrides (env: a mapping in place of os.environ) -> the KernelSet for a model
+    on `device` in `dtype`."""
     device = torch.device(device)
     cuda, half = device.type == "cuda", dtype in HALF_DTYPES
     triton_ok = cuda and triton_available()
 
-    gated_delta = _env_choice(env, "JUDGE_CORE_GATED_DELTA", GATED_DELTA_IMPLS)
+    gated_delta = read_switch("JUDGE_CORE_GATED_DELTA", GATED_DELTA_IMPLS, env)
     if gated_delta is None:
         if cuda and half and fla_available():
             gated_delta = "fla"
         else:  # the CPU: in-chunk inverse by matmuls, chunks step-major (ops/gated_delta_blocked.py)
             gated_delta = "blocked" if device.type == "cpu" else "torch"
 
-    attention = _env_choice(env, "JUDGE_CORE_ATTENTION", ATTENTION_IMPLS)
+    attention = read_switch("JUDGE_CORE_ATTENTION", ATTENTION_IMPLS, env)
     if attention is None:
         attention = "sdpa"
         if cuda and half and torch.cuda.get_device_capability(device)[0] >= 8:
@@ -237,11 +230,11 @@ def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[
             elif torch_varlen_works(str(device), dtype):
                 attention = "varlen"
 
-    conv = _env_choice(env, "JUDGE_CORE_CONV", CONV_IMPLS) or ("triton" if triton_ok else "torch")
+    conv = read_switch("JUDGE_CORE_CONV", CONV_IMPLS, env) or ("triton" if triton_ok else "torch")
 
-    elementwise = _env_choice(env, "JUDGE_CORE_ELEMENTWISE", ELEMENTWISE_IMPLS)
+    elementwise = read_switch("JUDGE_CORE_ELEMENTWISE", ELEMENTWISE_IMPLS, env)
     if elementwise is None:
-        legacy = env.get("JUDGE_CORE_COMPILE", "1")
+        legacy = read_switch("JUDGE_CORE_COMPILE", None, env) or "1"
         if legacy == "0":
             elementwise = "eager"
         elif legacy == "all":
@@ -251,13 +244,16 @@ def select_kernels(device: torch.device | str, dtype: torch.dtype, env: Mapping[
         else:
             elementwise = "compiled" if cuda else "eager"
 
-    matmul = _env_choice(env, "JUDGE_CORE_MATMUL", MATMUL_IMPLS)
+    matmul = read_switch("JUDGE_CORE_MATMUL", MATMUL_IMPLS, env)
     if matmul is None:
         matmul = "fp32" if device.type == "cpu" and half and not cpu_has_half_gemm(dtype) else "native"
 
+    gptq_dequant = gptq_dequant_choice(env) if cuda else "torch"
+
     return KernelSet(device=str(device), dtype=str(dtype).removeprefix("torch."), gated_delta=gated_delta,
                      attention=attention, conv=conv, elementwise=elementwise,
-                     qk_norm="triton" if triton_ok else "torch", fp32_exact=dtype == torch.float32, matmul=matmul)
+                     qk_norm="triton" if triton_ok else "torch", fp32_exact=dtype == torch.float32, matmul=matmul,
+                     gptq_dequant=gptq_dequant)
 
 
 @contextlib.contextmanager
