@@ -39,5 +39,7 @@ def test_bench_rows_on_cpu_tiny():
     print(f"tiny CPU bench rows: {rows}")
     assert (bf16["system"], gptq["system"]) == ("bf16", "gptq-rtn-g16")
     assert gptq["quantized_layers"] == 25 and bf16["tokens"] == gptq["tokens"] == 128
-    assert 0 <= gptq["p1_drift_mean_pp"] <= gptq["p1_drift_max_pp"] < 100
+    # 4-bit RTN at group 16 on the random tiny model (near-tie logits): measured mean 8.1 pp, max 18.3 pp;
+    # bounds ~2x the measured figures, tighter than the old "< 100" that no result could fail
+    assert 0 < gptq["p1_drift_mean_pp"] < 20 and gptq["p1_drift_max_pp"] < 40
     assert gptq["tokens_per_s"] > 0 and gptq["dequant_seconds_per_forward"] > 0

@@ -85,7 +85,9 @@ def test_bf16_against_fp32(tiny_text_ckpt):
     d_p1 = (_p1(outs[torch.bfloat16]) - _p1(outs[torch.float32])).abs().max().item()
     print(f"\nbf16 vs fp32 packed (tiny model): max |delta p1| = {d_p1:.3g} pp")
     assert outs[torch.bfloat16].dtype == torch.float32
-    assert d_p1 < 10.0
+    # measured 2.3 pp on this random tiny model (its logits are near ties, so bf16 rounding shows); a
+    # wrong bf16 path (a weight or state left in the wrong dtype, a missing norm) moves p1 by tens of pp
+    assert 0 < d_p1 < 5.0
 
 
 def test_fusions_and_config(tiny_mm_ckpt):

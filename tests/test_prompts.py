@@ -5,10 +5,16 @@ import pytest
 from judge_core.prompts import SYSTEM_PROMPT, candidate_token_ids, render_prompt, user_content
 
 
+# The model card's system message, word for word (DESIGN.md section 1): one changed character moves every verdict.
+CARD_SYSTEM_PROMPT = (
+    "You are a specialized AI assistant tasked with evaluating two responses to a given instruction. Your purpose "
+    "is to fairly compare the quality of each response and select the better one. The user provides the "
+    "instruction and the two responses A and B. Evaluate based on accuracy, clarity, and originality, "
+    "considering repetitive or unoriginal responses as lower quality.")
+
+
 def test_system_prompt_is_the_cards_text():
-    assert SYSTEM_PROMPT.startswith("You are a specialized AI assistant tasked with evaluating two responses")
-    assert SYSTEM_PROMPT.endswith("considering repetitive or unoriginal responses as lower quality.")
-    assert "  " not in SYSTEM_PROMPT
+    assert SYSTEM_PROMPT == CARD_SYSTEM_PROMPT
 
 
 def test_user_content_ascii_and_unicode():
