@@ -248,7 +248,7 @@ def test_model_triton_path_under_interpreter(tiny_text_ckpt, monkeypatch):
 
     from judge_core.ops import triton_kernels
 
-    from judge_core.models import fused
+    from judge_core.ops import elementwise as fused
 
     seen: list = []
     _fla_stand_in(monkeypatch, seen)

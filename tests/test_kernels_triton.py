@@ -8,7 +8,7 @@ import importlib
 import pytest
 import torch
 
-from judge_core.models import fused
+from judge_core.ops import elementwise as fused
 from judge_core.ops import elementwise_triton, qk_norm
 
 DTYPES = [torch.float32, torch.bfloat16]

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from judge_core.models import fused
+from judge_core.ops import elementwise as fused
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):

@@ -1,4 +1,4 @@
-"""Triton kernels for the two fattest elementwise ops of a layer; their twins are in models/fused.py.
+"""Triton kernels for the two fattest elementwise ops of a layer; their twins are in ops/elementwise.py.
 
 - `silu_mul`: SwiGLU, silu(gate) * up, reading gate and up where the fused gate_up GEMM wrote them
   ([T, 2I] output, two row-strided views) and writing [T, I]: 6.7% of the warm GPU time on an H100

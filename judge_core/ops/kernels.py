@@ -158,7 +158,7 @@ class KernelSet:
     def ew(self):
         """The elementwise functions (rms_norm, add_rms_norm, gated_rms_norm, silu_mul, sigmoid_gate,
         norm_rotary, delta_gates) of the chosen kind."""
-        from ..models.fused import elementwise_table
+        from .elementwise import elementwise_table
 
         return elementwise_table(self.elementwise)
 

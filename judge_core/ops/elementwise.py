@@ -139,7 +139,7 @@ def elementwise_table(mode: str) -> SimpleNamespace:
     if mode == "compiled":
         return SimpleNamespace(**{fn.__name__: compiled_or_eager(fn) for fn in ELEMENTWISE})
     if mode == "triton":
-        from ..ops import elementwise_triton
+        from . import elementwise_triton
 
         table = dict(vars(elementwise_table("compiled")))
         table.update(silu_mul=elementwise_triton.silu_mul, gated_rms_norm=elementwise_triton.gated_rms_norm)
