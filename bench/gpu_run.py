@@ -31,7 +31,9 @@ Steps, most important first (each printed with the elapsed time):
              call on set A (the cold start a user sees after `judge-core warmup` once per machine);
   parity     fp32: the reference twin (judge_core/reference.py), hf and packed on the parity
              pairs; bf16 drift of packed and hf against it;
-  plain      plain transformers, batched rows, capped by --plain-seconds.
+  plain      plain transformers, batched rows, capped by --plain-seconds;
+  csrc       the csrc/ CUDA kernels against the Triton kernels and torch twins (bench/csrc_row.py; its
+             two nvcc builds take 1-2 min, so it runs last, when time is left).
 Every row: prompt tokens/s, seconds, peak GPU memory (reset per row), the kernel choices when the
 model exposes `kernels.describe()`, and the elapsed time. Exit status 1 when an fp32 path differs
 from the reference twin by more than FP32_PARITY_TOLERANCE in p1.
@@ -50,7 +52,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-STEPS = ("build", "workload", "packed", "gptq", "fp8", "hf", "fresh", "parity", "plain")
+STEPS = ("build", "workload", "packed", "gptq", "fp8", "hf", "fresh", "parity", "plain", "csrc")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     step("fresh", lambda: steps.fresh(args, rec, device, state))
     step("parity", lambda: steps.parity(args, rec, device, state))
     step("plain", lambda: steps.plain(args, rec, device, state))
+    step("csrc", lambda: steps.csrc(args, rec, device))
     print_table(rec.rows)
     rec.say(f"rows in {rec.path}" + (f"; PARITY FAILED: {state['failed_parity']}" if state["failed_parity"] else ""))
     return 1 if state["failed_parity"] else 0

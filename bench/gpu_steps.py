@@ -300,3 +300,12 @@ def plain(args, rec, device, state) -> None:
             seconds=round(seconds, 3), prompt_tokens_per_s=tokens / max(seconds, 1e-9), load_seconds=round(load_s, 1),
             peak_gpu_bytes=peak, peak_gpu_gib=None if peak is None else round(peak / 2**30, 2),
             capped=done < len(pairs))
+
+
+def csrc(args, rec, device) -> None:
+    from .csrc_row import run_rows
+
+    for row in run_rows(device, dry_run=args.cpu_dry_run, repeats=3 if args.cpu_dry_run else 20):
+        name = f"csrc {row.pop('op')} {row.pop('impl')}"
+        row.pop("row")
+        rec.row(row=name, **row)

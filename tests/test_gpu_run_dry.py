@@ -40,7 +40,8 @@ def test_every_step_writes_its_rows(dry_run):
                 "packed fp32 new shapes (set B, first time)", "gptq packed fp32 first call", "gptq packed fp32 warm",
                 "hf fp32 first call", "hf fp32 warm", "fresh process: load-time warm-up",
                 "packed fp32 fresh process, kernel cache filled + warm-up (first call)",
-                "reference twin fp32 parity pairs", "gptq quantize (rtn, g128)"]
+                "reference twin fp32 parity pairs", "gptq quantize (rtn, g128)",
+                "csrc causal_conv1d_varlen torch", "csrc gptq_dequant torch"]
     for name in expected:
         assert name in by_name, name
     timed = [r for r in rows if "prompt_tokens_per_s" in r]
