@@ -130,3 +130,22 @@ def test_rank_with_a_pairwise_spec_and_a_real_tiny_judge(tmp_path, tiny_text_ckp
     print(f"rank --spec reference-pairwise game vs compare_many: |d| = {abs(game['p1'] - want.p1):.2e} pp")
     assert abs(game["p1"] - want.p1) < 1e-9
     assert game["key"] == pair_key("Prompt 0", r1, r2, spec_hash=judge.spec.hash)
+
+
+def test_ray_paths_carry_the_spec_or_refuse_it(tmp_path):
+    """--replicas must never drop --spec silently: rank's replicas get the spec itself; score's Ray path
+    (which writes the card's pair rows) refuses a spec other than the default."""
+    pytest.importorskip("ray")
+    from judge_core.cli.main import build_parser
+    from judge_core.cli.score_ray import judge_options, ray_option_problem
+
+    src = tmp_path / "items.jsonl"
+    src.write_text("")
+    score = build_parser().parse_args(["score", "tiny", str(src), "-o", str(tmp_path / "o.jsonl"), "--replicas", "1",
+                                       "--spec", "yes-no-criterion"])
+    assert "`score` on Ray judges with the default spec only" in ray_option_problem(score)
+    ranked = build_parser().parse_args(["rank", "tiny", str(src), "-o", str(tmp_path / "o"), "--replicas", "1",
+                                        "--spec", "reference-pairwise"])
+    ranked.spec = rank_cli.pairwise_spec(ranked)
+    assert ray_option_problem(ranked) is None
+    assert load_spec(judge_options(ranked)["spec"]) == load_spec("reference-pairwise")
