@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import torch
 
+from .backends.base import device_scope
 from .checkpoint import Checkpoint
 from .embedded.resolve import resolve_model
 from .dtypes import check_dtype, parse_dtype
@@ -22,7 +23,6 @@ from .ops.kernels import no_tf32
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass
 from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
-from .runner import device_scope
 from .scoring import PairScore, combine_passes
 from .tokenizer_cache import load_tokenizer
 

@@ -20,13 +20,13 @@ retried. An out-of-memory error raised by `result()` (a backend that computes la
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from typing import Callable, Sequence
 
 import torch
 
+from .backends.base import PendingLogits, ReadyLogits, device_scope  # noqa: F401 - the handles live with the contract
 from .plan import batch_cost
 from .prefix import PrefixPolicy, forked_tokens
 
@@ -41,49 +41,6 @@ def is_oom(error: BaseException) -> bool:
 def _release_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def device_scope(device: torch.device):
-    """Make `device` the current CUDA device inside (Triton launches on the current device's stream, so a
-    model on cuda:1 needs cuda:1 current); a no-op elsewhere."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-class ReadyLogits:
-    """A handle whose logits are already on the host (CPU backends, or a sequential fallback)."""
-
-    def __init__(self, logits: torch.Tensor):
-        self._logits = logits
-
-    def result(self) -> torch.Tensor:
-        return self._logits
-
-
-class PendingLogits:
-    """Device logits [n, C] on their way to the host: a non-blocking copy into pinned memory + an event.
-
-    result() waits for that event only (not for the whole device), and returns the CPU float32 tensor.
-    On a CPU tensor it degenerates to an immediate result.
-    """
-
-    def __init__(self, device_logits: torch.Tensor):
-        logits = device_logits.float()
-        if logits.device.type != "cuda":
-            self._host, self._event = logits.cpu(), None
-            return
-        # The copy is queued on the logits' device's current stream; the event must be recorded on that
-        # stream, not on the current device's (they differ when the model is on cuda:1 and cuda:0 is current).
-        stream = torch.cuda.current_stream(logits.device)
-        self._host = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
-        self._host.copy_(logits, non_blocking=True)
-        self._event = torch.cuda.Event()
-        self._event.record(stream)
-
-    def result(self) -> torch.Tensor:
-        if self._event is not None:
-            self._event.synchronize()  # an asynchronous device error from this batch surfaces here
-            self._event = None
-        return self._host
 
 
 def run_batches(backend, sequences: Sequence[Sequence[int]], batches: Sequence[Sequence[int]],

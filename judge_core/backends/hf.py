@@ -20,9 +20,10 @@ from ..candidate_head import read_candidate_head
 from ..checkpoint import Checkpoint, text_config
 from ..dtypes import check_dtype
 from ..loader import load_hf_model
+from .base import Backend, PendingLogits, device_scope
 
 
-class HFBackend:
+class HFBackend(Backend):
     name = "hf"
     counts_padding = True
     shares_prefixes = False
@@ -34,6 +35,7 @@ class HFBackend:
         ckpt = Checkpoint.open(checkpoint)
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
+        self.candidate_ids = [int(i) for i in candidate_ids]
         self.model = load_hf_model(ckpt, dtype=dtype, device=self.device)
         self.base = self.model.base_model  # embeddings + layers + final norm, no lm_head
         # The model's config object, not the dict: it holds the class defaults config.json may omit.
@@ -46,14 +48,9 @@ class HFBackend:
                                         softcap=getattr(text, "final_logit_softcapping", None),
                                         full_vocab=full_vocab).to(self.device)
 
-    def candidate_logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
-        return self.candidate_logits_async(batch).result()
-
     def candidate_logits_async(self, batch: Sequence[Sequence[int]]):
         """Launch the batch; `.result()` of the handle waits for its [rows, C] float32 CPU logits."""
         from ..ops.kernels import no_tf32
-        from ..runner import PendingLogits, device_scope
-
         # fp32 is exact fp32 on a GPU too: TF32 off (the GDN kernels are routed by hf_kernels).
         exact = no_tf32() if self.device.type == "cuda" and self.dtype == torch.float32 else contextlib.nullcontext()
         with device_scope(self.device), exact:

@@ -28,6 +28,7 @@ from ..models.batch import PackedBatch
 from ..models.qwen3_5 import MODEL_TYPES, Qwen3_5Args
 from ..models.weights import load_qwen3_5
 from ..prefix import PrefixPolicy
+from .base import Backend, PendingLogits, device_scope
 
 def supports(checkpoint: Checkpoint, device: torch.device | str | None = None) -> bool:
     """True when `auto` should pick `packed`: a Qwen3.5 config this forward implements (text-only or
@@ -48,7 +49,7 @@ def supports(checkpoint: Checkpoint, device: torch.device | str | None = None) -
     return True
 
 
-class PackedBackend:
+class PackedBackend(Backend):
     name = "packed"
     counts_padding = False
     shares_prefixes = True   # `prefixes=PrefixPolicy(...)`: each shared prefix of a batch computed once
@@ -87,10 +88,6 @@ class PackedBackend:
         self.full_head = None   # main's from_hf_model left it unset: every forward raised AttributeError
         return self
 
-    def candidate_logits(self, batch: Sequence[Sequence[int]], prefixes: PrefixPolicy | None = None) -> torch.Tensor:
-        """float32 [len(batch), n_candidates] on the CPU, rows in batch order."""
-        return self.candidate_logits_async(batch, prefixes=prefixes).result()
-
     @torch.inference_mode()
     def candidate_logits_async(self, batch: Sequence[Sequence[int]], prefixes: PrefixPolicy | None = None):
         """Pack, copy and launch the batch; returns a handle whose `.result()` waits for its logits.
@@ -101,8 +98,6 @@ class PackedBackend:
         On CUDA this returns once the kernels are queued (the runner packs the next batch meanwhile);
         on the CPU the forward has already run and `.result()` returns at once.
         """
-        from ..runner import PendingLogits, device_scope
-
         longest = max((len(s) for s in batch), default=0)
         if longest > self.max_context:
             raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.max_context}")

@@ -4,6 +4,10 @@ ITEMS lines: {"prompt_id", "model", "response"} plus the instruction as "instruc
 (.jsonl or .jsonl.gz). Writes OUTDIR/leaderboard_<mode>.{json,csv,md,png}, stats.json,
 games_<mode>.jsonl and judgements.jsonl (the cache: a rerun into the same OUTDIR judges nothing
 twice and resumes an interrupted run). The method is described in judge_core/tournament/__init__.py.
+
+--spec: any pairwise judge spec whose prompt needs only the instruction and the two responses (a spec that
+also needs a criterion or rubric per pair, or a pointwise spec, is refused before anything loads). A spec
+other than the default keys the cache on its hash: judgements made under one spec are never read under another.
 """
 
 from __future__ import annotations
@@ -56,19 +60,46 @@ def build_judge(args):
 
 def judge_label(args) -> str:
     """What the cache file is tied to: the model as named (embedded.model_label) and the options that
-    change the prompt text."""
+    change the prompt text; a spec other than the default adds its name and hash (the default keeps the
+    label it always had, so existing caches stay valid)."""
     from ..embedded.resolve import model_label
+    from ..tournament.cache import spec_key
 
-    return f"{model_label(args.model, getattr(args, 'revision', None))}|ascii_json={not args.unicode_json}|" \
-           f"no_thinking={args.no_thinking}"
+    label = f"{model_label(args.model, getattr(args, 'revision', None))}|ascii_json={not args.unicode_json}|" \
+            f"no_thinking={args.no_thinking}"
+    spec = getattr(args, "spec", None)
+    if spec is not None and not isinstance(spec, str) and spec_key(spec) is not None:
+        label += f"|spec={spec.name}@{spec.hash}"
+    return label
+
+
+def pairwise_spec(args):
+    """args.spec loaded and checked to be one rank can play (docstring); raises ValueError saying why not."""
+    from ..specs import SpecError, load_spec
+    from ..specs.items import extra_fields
+
+    try:
+        spec = load_spec(getattr(args, "spec", None))
+    except SpecError as e:
+        raise ValueError(str(e)) from None
+    if not spec.pairwise:
+        raise ValueError(f"--spec {spec.name}: rank plays pairwise games and this spec is {spec.kind}: use a pairwise "
+                         "spec (creative-writing, reference-pairwise or a file of kind pairwise), or score its items "
+                         "with `judge-core score --spec`")
+    extras = extra_fields(spec)
+    if extras:
+        raise ValueError(f"--spec {spec.name}: its messages use {', '.join('{' + f + '}' for f in extras)}, and rank "
+                         "items hold only the instruction and the responses")
+    return spec
 
 
 class LazyJudge:
     """The judge, built at the first `compare_many` call: a rerun whose cache answers every judgement
     never loads the model. Passes `progress` to a Judge's compare_many (a bar within each round)."""
 
-    def __init__(self, load, progress: bool):
+    def __init__(self, load, progress: bool, spec=None):
         self._load, self.progress = load, progress
+        self.spec = spec  # known before the model loads: the cache keys on it
         self.judge = None
         self.loads = 0  # how many times the model was built (0 or 1)
 
@@ -86,7 +117,7 @@ class LazyJudge:
 
 def run(args) -> int:
     from ..tournament import ItemsError, JudgementCache, RankSettings, load_items, rank
-    from ..tournament.cache import CacheMismatchError
+    from ..tournament.cache import CacheMismatchError, spec_key
     from ..tournament.report import leaderboard_markdown, write_reports
     from ..wording import plural
     from .model_arg import judge_argument_problem
@@ -94,6 +125,11 @@ def run(args) -> int:
     problem = judge_argument_problem(args)  # a bad option ends the run now, not at the first judgement
     if problem:
         print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        args.spec = pairwise_spec(args)  # the judge is built from this very spec (a file is read once)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
     try:
@@ -117,14 +153,14 @@ def run(args) -> int:
         return 2
     outdir = Path(args.outdir)
     try:
-        cache = JudgementCache(outdir / CACHE_FILE, judge_label=judge_label(args))
+        cache = JudgementCache(outdir / CACHE_FILE, judge_label=judge_label(args), spec_hash=spec_key(args.spec))
     except CacheMismatchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cache.loaded:
         print(f"resuming: {plural(cache.loaded, 'judgement')} cached in {cache.path}", file=sys.stderr)
 
-    judge = LazyJudge(lambda: build_judge(args), progress=not args.no_progress)
+    judge = LazyJudge(lambda: build_judge(args), progress=not args.no_progress, spec=args.spec)
     modes = ("isolated", "bootstrap") if args.mode == "both" else (args.mode,)
     result = rank(judge, items, settings, modes=modes, cache=cache)
     written = write_reports(result, outdir)

@@ -62,6 +62,16 @@ def ray_option_problem(args) -> str | None:
         return f"--block-tokens must be a positive integer, got {args.block_tokens}"
     if args.model != "tiny" and not os.path.exists(args.model) and args.model.count("/") != 1:
         return f"MODEL {args.model!r}: no such directory, and not a hub repo id (org/name)"
+    from ..specs import SpecError, load_spec
+    from ..tournament.cache import spec_key
+
+    try:
+        spec = load_spec(getattr(args, "spec", None))
+    except SpecError as e:
+        return str(e)
+    if hasattr(args, "input") and spec_key(spec) is not None:
+        # score's Ray path writes the card's pair rows only (rank --replicas plays any pairwise spec)
+        return f"--spec {spec.name} with --replicas: `score` on Ray judges with the default spec only; drop --replicas"
     inp, out = getattr(args, "input", "-"), getattr(args, "output", "-")
     if is_parquet(out) and inp != "-" and os.path.exists(out) and os.path.exists(inp) and os.path.samefile(inp, out):
         return f"-o {out} is the input file"
@@ -73,7 +83,17 @@ def judge_options(args) -> dict:
     return {"dtype": args.dtype, "backend": args.backend, "token_budget": parse_budget(args.token_budget),
             "ascii_json": not args.unicode_json, "max_context": args.max_context,
             "chat_template_kwargs": {"enable_thinking": False} if args.no_thinking else None,
-            "quantization": args.quantization, "fp8_compute": args.fp8_compute, "revision": args.revision}
+            "quantization": args.quantization, "fp8_compute": args.fp8_compute, "revision": args.revision,
+            "spec": spec_option(args)}
+
+
+def spec_option(args) -> dict | None:
+    """--spec as a replica's Judge.from_pretrained takes it: the spec's dict (a spec file need not exist on the
+    replica's node); None for the default."""
+    from ..specs import load_spec
+
+    spec = getattr(args, "spec", None)
+    return None if spec is None else load_spec(spec).to_dict()
 
 
 def run(args) -> int:

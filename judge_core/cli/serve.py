@@ -17,7 +17,8 @@ import sys
 
 from .model_arg import add_judge_arguments, judge_from_args, usage_error
 
-HELP = "serve the judge over HTTP: batched /v1/compare, /v1/rewards, /get_reward (OpenRLHF), /metrics"
+HELP = ("serve the judge over HTTP: batched /v1/compare, /v1/rewards, /get_reward (OpenRLHF), /v1/score (a pointwise "
+        "--spec, SGLang's shape), /metrics")
 INSTALL_HINT = "judge-core serve needs fastapi and uvicorn: pip install 'judge_core[serve]'"
 
 
@@ -70,6 +71,17 @@ def limits_from_args(args):
         raise usage_error(str(e)) from None
 
 
+def spec_from_args(args):
+    """The --spec, checked before anything is bound or loaded (a bad one: one line, exit 2); the routes
+    answer by its kind from the first request on, while the model still loads."""
+    from ..specs import SpecError, load_spec
+
+    try:
+        return load_spec(getattr(args, "spec", None))
+    except SpecError as e:
+        raise usage_error(str(e)) from None
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the model loads; in use or invalid: one line, exit 2."""
     if not 0 <= port <= 65535:
@@ -103,18 +115,23 @@ def run(args) -> int:
     from uvicorn.config import LOG_LEVELS
 
     check_judge_arguments(args)
+    spec = spec_from_args(args)
+    args.spec = spec  # the judge is built from this very spec (a file is read once)
     limits = limits_from_args(args)
     if args.log_level not in LOG_LEVELS:
         raise usage_error(f"--log-level {args.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
     metrics = ServeMetrics()
     scheduler = Scheduler(load=lambda: build_judge(args), max_queue_prompts=2 * limits.max_queue_pairs, metrics=metrics)
-    config = uvicorn_config(create_app(scheduler, limits, metrics), limits, log_level=args.log_level)
+    app = create_app(scheduler, limits, metrics, spec=spec, model_name=args.model)
+    config = uvicorn_config(app, limits, log_level=args.log_level)
     sock = bind(args.host, args.port)  # before the model loads (the scheduler starts with the server)
     server = JudgeServer(config, scheduler)
     scheduler.on_failure = lambda: setattr(server, "should_exit", True)
     host, port = sock.getsockname()[:2]
     auth = "bearer token required" if limits.api_key else "no auth"
-    print(f"judge-core serve: loading {args.model}; listening on http://{host}:{port} ({auth})", file=sys.stderr)
+    routes = "/v1/score" if not spec.pairwise else "/v1/compare, /v1/rewards"
+    print(f"judge-core serve: loading {args.model} (spec {spec.name}: {routes}); listening on http://{host}:{port} "
+          f"({auth})", file=sys.stderr)
     # uvicorn re-raises the signal it caught once it has shut down (so a default handler would end the
     # process with -15); a graceful drain is a normal exit here, so the re-raised signal is ignored.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,5 @@
-"""HTTP routes (FastAPI): /v1/compare, /v1/rewards, /get_reward (OpenRLHF), /health, /metrics, /docs.
+"""HTTP routes (FastAPI): /v1/compare, /v1/rewards, /get_reward (OpenRLHF), /v1/score (a pointwise spec, SGLang's
+shape: score_route.py), /health, /metrics, /docs.
 
 Every scoring route: read the body (size-limited, within body_timeout_s) -> parse and validate it on a
 worker thread (requests.py; a 15 MB body must not freeze /health) -> admission (scheduler.admit:
@@ -9,6 +10,8 @@ Errors are `{"error": "<message>"}` with the status, for every route and for unk
 methods too: 400 body not strict JSON, 401 auth, 404/405 no such route, 408 body too slow, 413 body
 too large, 422 a field or the pairs-per-request limit, 500 a bug, 503 queue full / deadline / not
 ready / shutting down (with Retry-After), 504 timeout. Every response is counted in /metrics.
+400 also answers a request the served judge cannot do: /v1/score under a pairwise spec, the pair and reward
+routes under a pointwise spec (the served spec's kind decides; the message names the route to use).
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ from ..rewards.modes import SampleReward
 from .rewards import (RewardGroup, count_matchups, expand_groups, group_rewards, openrlhf_body, openrlhf_groups,
                       rewards_body)
 from .rl_routes import RLRoutes, register_rl_routes, rl_options
+from .score_route import check_labels, score_body, score_request
 from .scheduler import QueueFull, Scheduler
 
 log = logging.getLogger("judge_core.serve")
-ROUTES = ("/v1/compare", "/v1/rewards", "/get_reward", "/v1/group_reward", "/slime_reward", "/health", "/metrics",
-          "/docs", "/openapi.json")
+ROUTES = ("/v1/compare", "/v1/rewards", "/get_reward", "/v1/group_reward", "/slime_reward", "/v1/score", "/health",
+          "/metrics", "/docs", "/openapi.json")
 
 
 class ClientGone(Exception):
@@ -56,9 +60,11 @@ def retry_after(seconds: float | None, limits: ServeLimits) -> dict:
 
 
 def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics: ServeMetrics | None = None,
-               barrier: GroupBarrier | None = None) -> FastAPI:
+               barrier: GroupBarrier | None = None, spec=None, model_name: str | None = None) -> FastAPI:
     """The app; its lifespan starts the scheduler (if not started) and drains it on shutdown.
-    barrier: the group barrier of the RL routes (rl_routes.py); default GroupBarrier()."""
+    barrier: the group barrier of the RL routes (rl_routes.py); default GroupBarrier().
+    spec: the served judge's spec (a JudgeSpec), known before the model loads (`judge-core serve --spec`);
+    None: the loaded judge's. model_name: what /v1/score answers in `model` (default: the checkpoint path)."""
     limits = limits or ServeLimits()
     metrics = metrics or scheduler.metrics or ServeMetrics()
     if scheduler.metrics is None:
@@ -142,6 +148,21 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
+    def served_spec():
+        """The served judge's spec; None while the model loads and no spec was given (then 503 follows)."""
+        return spec if spec is not None else getattr(scheduler.judge, "spec", None)
+
+    def require(kind: str, route: str) -> None:
+        """400 unless the served spec is `kind` ("pairwise": either pairwise kind; "pointwise")."""
+        served = served_spec()
+        if served is None or served.pairwise == (kind == "pairwise"):
+            return
+        if kind == "pairwise":
+            raise RequestError(400, f"{route} judges pairs, and the served spec {served.name!r} is pointwise: "
+                                    "send its items to /v1/score")
+        raise RequestError(400, f"/v1/score reads a pointwise spec, and the served spec {served.name!r} is "
+                                f"{served.kind}: judge pairs with /v1/compare (rewards: /v1/rewards)")
+
     def deadline_left(started: float) -> float | None:
         if limits.request_deadline_s is None:
             return None
@@ -152,7 +173,9 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
         if scheduler.failed is not None or not scheduler.ready.is_set():
             raise RequestError(503, "the model is still loading or warming up", retry_after(None, limits))
         try:  # admission before any work: room in the queue, and time before the client's deadline
-            ticket = scheduler.admit(2 * len(pairs), deadline_left(started))
+            # prompts per item: 2 for the card's dual pass, 1 for a pointwise spec
+            passes = getattr(getattr(scheduler.judge, "spec", None), "passes", 2)
+            ticket = scheduler.admit(passes * len(pairs), deadline_left(started))
         except QueueFull as e:
             raise RequestError(503, str(e), retry_after(e.retry_after, limits)) from None
         try:
@@ -227,7 +250,8 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
                 results.append({**ident, **s.to_dict()})
             return {"results": results, "usage": {"prompt_tokens": tokens}}, *tally(scores)
 
-        return await handle("/v1/compare", request, lambda data: compare_pairs(data, limits), answer)
+        return await handle("/v1/compare", request, lambda data: compare_pairs(guard(data, "/v1/compare"), limits),
+                            answer)
 
     @app.post("/v1/rewards", openapi_extra=schemas.request_body(schemas.RewardsRequest),
               responses={200: {"model": schemas.RewardsResponse}, **schemas.error_responses(400, 408, 413, 422, 503)})
@@ -237,7 +261,8 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             matchups, scores, tokens = await run_groups(request, groups, started)
             return {**rewards_body(groups, matchups, scores), "usage": {"prompt_tokens": tokens}}, *tally(scores)
 
-        return await handle("/v1/rewards", request, lambda data: reward_groups(data, limits), answer)
+        return await handle("/v1/rewards", request, lambda data: reward_groups(guard(data, "/v1/rewards"), limits),
+                            answer)
 
     @app.post("/get_reward", openapi_extra=schemas.request_body(schemas.OpenRLHFRequest),
               responses={200: {"model": schemas.OpenRLHFResponse}, **schemas.error_responses(400, 408, 413, 422, 503)})
@@ -262,9 +287,38 @@ def create_app(scheduler: Scheduler, limits: ServeLimits | None = None, metrics:
             ok, bad = tally(scores)
             return openrlhf_body(flat), ok, bad + len(items.errors)
 
-        return await handle("/get_reward", request, lambda data: openrlhf_items(data, limits), answer)
+        return await handle("/get_reward", request, lambda data: openrlhf_items(guard(data, "/get_reward"), limits),
+                            answer)
 
-    rl = RLRoutes(score, limits, barrier or GroupBarrier())
+    @app.post("/v1/score", openapi_extra=schemas.request_body(schemas.ScoreRequest),
+              responses={200: {"model": schemas.ScoreResponse}, **schemas.error_responses(400, 408, 413, 422, 503)})
+    async def score_items(request: Request) -> Response:
+        """A pointwise spec's verdicts in SGLang's /v1/score shape (score_route.py); a bad item gets a null
+        `scores` row and an `error` result, never a failed request."""
+        async def answer(request, body, started):
+            judge = scheduler.judge
+            if judge is None or not scheduler.ready.is_set():
+                raise RequestError(503, "the model is still loading or warming up", retry_after(None, limits))
+            require("pointwise", "/v1/score")  # the loaded judge's spec, when none was given up front
+            check_labels(body, judge)
+            runnable = body.runnable()
+            scores, tokens = await score(request, [body.items[i] for i in runnable], started)
+            by_item = dict(zip(runnable, scores))
+            name = model_name or str(getattr(judge, "path", None) or "judge_core")
+            ok, failed = tally(scores)
+            return score_body(body, by_item, judge, name, tokens), ok, failed + len(body.errors)
+
+        def validate(data):
+            require("pointwise", "/v1/score")
+            return score_request(data, limits)
+
+        return await handle("/v1/score", request, validate, answer)
+
+    def guard(data, route: str):
+        require("pairwise", route)
+        return data
+
+    rl = RLRoutes(score, limits, barrier or GroupBarrier(), guard=guard)
     app.state.barrier = rl.barrier
     register_rl_routes(app, handle, rl)
 

@@ -83,7 +83,9 @@ def _lone_surrogate(value: Any, where: str) -> str | None:
                     key.encode("utf-8")
                 except UnicodeEncodeError:
                     return f"a key of {where}"
-                if key not in JUDGED_TEXT_FIELDS:  # judged text: an error for its item alone (pairs.check_unicode)
+                if key == "items" and isinstance(item, list):  # /v1/score: a string item is judged text
+                    stack.extend((x, f"{where}.items[{i}]") for i, x in enumerate(item) if not isinstance(x, str))
+                elif key not in JUDGED_TEXT_FIELDS:  # judged text: an error for its item alone (pairs.check_unicode)
                     stack.append((item, f"{where}.{key}"))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))

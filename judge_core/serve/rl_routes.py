@@ -73,10 +73,12 @@ class RLRoutes:
     """The barrier-backed scoring shared by the three routes. score: app.py's `score(request, pairs,
     started)` coroutine (called with request None: a group is scored for several clients at once)."""
 
-    def __init__(self, score, limits, barrier: GroupBarrier):
+    def __init__(self, score, limits, barrier: GroupBarrier, guard=None):
         self.score = score
         self.limits = limits
         self.barrier = barrier
+        # guard(data, route) -> data: the app's check that the served spec judges pairs (400 otherwise)
+        self.guard = guard or (lambda data, route: data)
 
     async def score_group(self, group: RewardGroup) -> list[SampleReward]:
         pairs, matchups = expand_groups([group])
@@ -135,11 +137,6 @@ def _str_field(data: dict, name: str, required: bool = True):
     return data[name]
 
 
-def _as_parsed(data: Any) -> Any:
-    """The JSON body as the route reads it (the app parses and checks it off the event loop)."""
-    return data
-
-
 def register_rl_routes(app, handle, rl: RLRoutes) -> None:
     """handle(endpoint, request, validate, answer): the app's auth, body, errors and metrics."""
     @app.post("/v1/group_reward")
@@ -157,7 +154,7 @@ def register_rl_routes(app, handle, rl: RLRoutes) -> None:
             body = {**sample.to_dict(), "group_id": group_id, "fallback": fallback}
             return body, int(sample.ok), int(not sample.ok)
 
-        return await handle("/v1/group_reward", request, _as_parsed, answer)
+        return await handle("/v1/group_reward", request, lambda data: rl.guard(data, "/v1/group_reward"), answer)
 
     @app.post("/slime_reward")
     async def slime_reward(request: Request) -> Response:
@@ -178,4 +175,4 @@ def register_rl_routes(app, handle, rl: RLRoutes) -> None:
                 raise RequestError(422, f"cannot score this sample: {sample.error}")
             return sample.reward, 1, 0
 
-        return await handle("/slime_reward", request, _as_parsed, answer)
+        return await handle("/slime_reward", request, lambda data: rl.guard(data, "/slime_reward"), answer)

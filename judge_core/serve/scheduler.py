@@ -53,11 +53,11 @@ RATE_BATCHES = 32  # tokens per second is measured over the last 32 windows of m
 
 
 class Job:
-    """One request's prompts: token ids in, a (logit A, logit B) pair or an error per prompt out."""
+    """One request's prompts: token ids in, the label logits (one per spec label) or an error per prompt out."""
 
     def __init__(self, sequences: Sequence[Sequence[int]], on_done: Callable[["Job"], None] | None = None):
         self.sequences = list(sequences)
-        self.logits: list[tuple[float, float] | None] = [None] * len(self.sequences)
+        self.logits: list[tuple[float, ...] | None] = [None] * len(self.sequences)
         self.errors: dict[int, str] = {}
         self.remaining = len(self.sequences)  # prompts without a result yet
         self.queued = len(self.sequences)     # prompts still waiting in the scheduler's queue
@@ -253,7 +253,7 @@ class Scheduler:
             if self._warmup:
                 # One small batch: first-call costs (allocations, kernel selection) are paid before
                 # /health says 200, not by the first client.
-                self.judge.compare_many([("Warm up.", "A short answer.", "Another short answer.")])
+                self._warm_up()
         except BaseException as e:  # noqa: BLE001 - reported by /health and the CLI
             self.failed = e
             if self.on_failure is not None:
@@ -266,6 +266,16 @@ class Scheduler:
                 return
             if window:
                 self._run(window)
+
+    def _warm_up(self) -> None:
+        spec = getattr(self.judge, "spec", None)
+        if spec is None:  # a judge without specs: the card's pairs
+            self.judge.compare_many([("Warm up.", "A short answer.", "Another short answer.")])
+            return
+        from ..specs.items import sample_item
+
+        run = self.judge.compare_many if spec.pairwise else self.judge.score_many
+        run([sample_item(spec)])
 
     def _next_window(self) -> list[tuple[Job, int]] | None:
         """Queued prompts, oldest first, up to one token budget; None when stopped and drained."""
@@ -335,7 +345,7 @@ class Scheduler:
             if j in errors:
                 job.errors[k] = errors[j]
             else:
-                job.logits[k] = (rows[j][0], rows[j][1])
+                job.logits[k] = tuple(rows[j])  # every label's logit: two for A/B, five for a 1-5 rubric
             job.remaining -= 1
             if job.remaining == 0:
                 with self._lock:

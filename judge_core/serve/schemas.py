@@ -77,6 +77,60 @@ class OpenRLHFResponse(BaseModel):
     errors: list[ItemError] = Field(description="why each unscored item failed, in item order")
 
 
+class ScoreItem(BaseModel):
+    response: str
+    instruction: Optional[str] = Field(None, description="else the request's `query`")
+    criterion: Optional[str] = Field(None, description="the slots the served spec uses: criterion, rubric, reference")
+    rubric: Optional[str] = None
+    reference: Optional[str] = None
+    id: Optional[Any] = Field(None, description="echoed in the item's result when given")
+
+
+class ScoreRequest(BaseModel):
+    """SGLang's /v1/score request, read by a pointwise spec judge (judge_core/serve/score_route.py)."""
+
+    query: Optional[Any] = Field(None, description="the instruction (a string), or an object of slot values "
+                                                   "shared by every item")
+    items: list[Any] = Field(description="each a response string, or a ScoreItem; a bad item gets an error "
+                                         "result, not a failed request")
+    label_token_ids: Optional[list[int]] = Field(None, description="if given: the served spec's label token ids, "
+                                                                   "in order (400 otherwise)")
+    apply_softmax: bool = Field(False, description="true: probabilities over the labels; false: the label logits "
+                                                   "(full-vocabulary log-probabilities for a `full` readout)")
+    item_first: bool = Field(False, description="false only: the spec fixes the order (400 for true)")
+    model: Optional[str] = None
+
+
+class ScoreResult(BaseModel):
+    id: Optional[Any] = None
+    score: Optional[float] = Field(None, description="the spec's aggregate (expected value, argmax, P(first label))")
+    probs: Optional[dict[str, float]] = Field(None, description="label -> probability (over the vocabulary for a "
+                                                                "`full` readout, else over the labels)")
+    mass: Optional[float] = Field(None, description="`full` readout: the labels' share of the next-token distribution")
+    error: Optional[str] = None
+
+
+class ScoreUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class ScoreResponse(BaseModel):
+    object: str = "scoring"
+    model: str
+    scores: list[Optional[list[float]]] = Field(description="per item, one number per label in label order; null "
+                                                            "for an item that could not be judged")
+    results: list[ScoreResult]
+    labels: list[str]
+    label_values: list[float]
+    label_token_ids: list[int]
+    spec: str
+    spec_hash: str
+    fidelity: str = Field(description="exact, or forced (a rationale-first judge read at a forced answer slot)")
+    usage: ScoreUsage
+
+
 class ErrorBody(BaseModel):
     error: str
 
@@ -87,7 +141,7 @@ def request_body(model: type[BaseModel]) -> dict:
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
-REQUEST_MODELS = (CompareRequest, RewardsRequest, OpenRLHFRequest)
+REQUEST_MODELS = (CompareRequest, RewardsRequest, OpenRLHFRequest, ScoreRequest)
 
 
 def component_schemas() -> dict:

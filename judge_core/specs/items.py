@@ -70,3 +70,8 @@ def pass_slots(spec: JudgeSpec, values: dict[str, str]) -> list[dict[str, str]]:
     if spec.swap:
         passes.append({**shared, "response_a": second, "response_b": first})
     return passes
+
+
+def sample_item(spec: JudgeSpec) -> dict[str, str]:
+    """A short, complete item of the spec's kind (every field it needs): the service's warm-up batch."""
+    return {name: f"A short {name}." for name in KIND_FIELDS[spec.kind] + extra_fields(spec)}

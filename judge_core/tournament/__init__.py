@@ -36,14 +36,15 @@ Method
   dropped at load time with a warning.
 - Missing data: a writer with no response to a prompt sits that prompt out (Option A) or is never
   matched on it (Option B); fewer than two writers in total is an error (`items.ItemsError`).
-- Cache (`cache.py`): judgements keyed by sha256 of the exact (instruction, response_1, response_2),
+- Cache (`cache.py`): judgements keyed by sha256 of the exact (instruction, response_1, response_2) (and
+  the judge spec's hash, for a spec other than the default: `rank --spec`),
   appended to `judgements.jsonl` beside the outputs after every round; reruns and bootstraps never
   judge a pair twice, and an interrupted run resumes where it stopped (pairings are deterministic).
 - Determinism: each tournament owns a Generator seeded by (seed, mode, index): same seed, same
   pairings, same verdict order, same leaderboard.
 """
 
-from .cache import JudgementCache, pair_key
+from .cache import JudgementCache, pair_key, spec_key
 from .elo import ELO_SCALE, INITIAL_RATING, K_FACTOR, elo_update, expected_score
 from .items import ItemSet, ItemsError, build_item_set, load_items
 from .runner import MODES, ModeResult, RankResult, RankSettings, rank, run_mode
@@ -55,5 +56,5 @@ __all__ = [
     "ELO_SCALE", "INITIAL_RATING", "K_FACTOR", "MODES", "ItemSet", "ItemsError", "JudgementCache", "ModeResult",
     "RankResult", "RankSettings", "build_item_set", "cliffs_delta", "combined_separability", "elo_summary",
     "elo_update", "expected_score", "length_bias", "load_items", "mean_abs_cliffs_delta", "omega_squared",
-    "pair_key", "positional_bias", "rank", "run_mode", "separability", "spearman", "swiss_round",
+    "pair_key", "positional_bias", "rank", "run_mode", "separability", "spearman", "spec_key", "swiss_round",
 ]

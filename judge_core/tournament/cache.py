@@ -1,8 +1,11 @@
 """Judgement cache: no exact pair is ever judged twice, and an interrupted ranking resumes.
 
 Key: sha256 of json.dumps([instruction, response_1, response_2]) - the exact texts in that exact
-order (the swapped pair is a different key: its numbers differ slightly). The file is JSONL, a header
-line naming the judge, then one line per judgement appended and flushed after every batch, so a
+order (the swapped pair is a different key: its numbers differ slightly). Under a judge spec other than
+the default (judge_core/specs), the spec's hash comes first in the hashed list, so a judgement made under
+one spec is never read under another; the default spec keeps the keys it always had, so caches written
+before specs existed stay valid. The file is JSONL, a header line naming the judge (and the spec's hash,
+for a spec other than the default), then one line per judgement appended and flushed after every batch, so a
 killed run loses at most the batch in flight. Judgements with an error are kept in memory only: a
 rerun tries them again (the error may have been an out-of-memory, not the pair).
 """
@@ -24,12 +27,24 @@ class CacheMismatchError(RuntimeError):
     """The cache file on disk was written by another judge."""
 
 
-def pair_key(instruction: str, response_1: str, response_2: str) -> str:
-    """Hex sha256 of the exact (instruction, response_1, response_2), in that order."""
-    blob = json.dumps([instruction, response_1, response_2], ensure_ascii=False)
+def pair_key(instruction: str, response_1: str, response_2: str, spec_hash: str | None = None) -> str:
+    """Hex sha256 of the exact (instruction, response_1, response_2), in that order; spec_hash (see
+    `spec_key`): None for the default spec, else hashed in first."""
+    texts = [instruction, response_1, response_2]
+    blob = json.dumps(texts if spec_hash is None else [spec_hash, *texts], ensure_ascii=False)
     # surrogatepass: a text with a lone surrogate (which the judge answers with an error) still has a key;
     # every other text hashes exactly as before.
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def spec_key(spec) -> str | None:
+    """What a spec adds to the cache's keys: None for no spec or one that judges as the default does (same
+    hash: the card's creative-writing judge), else its hash."""
+    if spec is None:
+        return None
+    from ..specs import load_spec
+
+    return None if spec.hash == load_spec().hash else spec.hash
 
 
 def score_to_record(score: PairScore) -> dict:
@@ -48,12 +63,15 @@ class JudgementCache:
     """Pair -> PairScore, in memory and (with `path`) in an append-only JSONL file.
 
     judge_label: names the judge; a file written under another label raises CacheMismatchError.
+    spec_hash: `spec_key(spec)` of the judge's spec (None: the default spec); keys carry it, and a file written
+        under another spec raises CacheMismatchError.
     Counters: hits (served from cache), misses (sent to the judge), judge_calls (compare_many calls).
     """
 
-    def __init__(self, path: str | Path | None = None, judge_label: str = ""):
+    def __init__(self, path: str | Path | None = None, judge_label: str = "", spec_hash: str | None = None):
         self.path = Path(path) if path is not None else None
         self.judge_label = judge_label
+        self.spec_hash = spec_hash
         self._scores: dict[str, PairScore] = {}
         self._errors: dict[str, PairScore] = {}
         self.hits = self.misses = self.judge_calls = 0
@@ -76,6 +94,11 @@ class JudgementCache:
                 try:
                     record = json.loads(line)
                     if number == 1 and "judge_core_cache" in record:
+                        if record.get("spec_hash") != self.spec_hash:
+                            raise CacheMismatchError(
+                                f"{self.path} holds judgements made under "
+                                f"{_spec_words(record.get('spec_hash'))}, this run judges under "
+                                f"{_spec_words(self.spec_hash)}; pick another output directory or delete the file")
                         if record.get("judge") != self.judge_label:
                             raise CacheMismatchError(
                                 f"{self.path} holds judgements by judge {record.get('judge')!r}, this run uses "
@@ -97,7 +120,10 @@ class JudgementCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             if new_file:
-                f.write(json.dumps({"judge_core_cache": CACHE_VERSION, "judge": self.judge_label}) + "\n")
+                header = {"judge_core_cache": CACHE_VERSION, "judge": self.judge_label}
+                if self.spec_hash is not None:
+                    header["spec_hash"] = self.spec_hash
+                f.write(json.dumps(header) + "\n")
             for record in records:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
@@ -107,7 +133,7 @@ class JudgementCache:
 
         Pairs not cached (deduplicated within the call) go to ONE `judge.compare_many` call.
         """
-        keys = [pair_key(*pair) for pair in pairs]
+        keys = [self.key(pair) for pair in pairs]
         todo: dict[str, tuple[str, str, str]] = {}
         for key, pair in zip(keys, pairs):
             if key in self._scores or key in self._errors:
@@ -132,6 +158,15 @@ class JudgementCache:
             self._append(records)
         return [self._scores.get(key) or self._errors[key] for key in keys]
 
+    def key(self, pair: tuple[str, str, str]) -> str:
+        """The cache key of (instruction, response_1, response_2) under this cache's spec."""
+        return pair_key(*pair, spec_hash=self.spec_hash)
+
     def counters(self) -> dict:
         return {"path": str(self.path) if self.path else None, "loaded": self.loaded, "entries": len(self._scores),
-                "hits": self.hits, "misses": self.misses, "judge_calls": self.judge_calls}
+                "hits": self.hits, "misses": self.misses, "judge_calls": self.judge_calls,
+                "spec_hash": self.spec_hash}
+
+
+def _spec_words(spec_hash: str | None) -> str:
+    return "the default spec" if spec_hash is None else f"the spec with hash {spec_hash}"

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..wording import plural
-from .cache import JudgementCache, pair_key
+from .cache import JudgementCache, spec_key
 from .elo import ELO_SCALE, INITIAL_RATING, K_FACTOR, elo_update
 from .items import PER_PROMPT_POLICIES, ItemSet
 from .stats import elo_summary, length_bias, positional_bias, separability
@@ -189,7 +189,7 @@ def run_mode(judge, items: ItemSet, mode: str, settings: RankSettings, cache: Ju
             outcomes = []
             for prompt_id in games:
                 pair, score = next(pair_iter), next(scores)
-                key = pair_key(*pair)
+                key = cache.key(pair)
                 games_log.append({"tournament": t.name, "round": round_number, "writer_1": writer_1,
                                   "writer_2": writer_2, "prompt_id": prompt_id, "key": key,
                                   "p1": score.p1 if score.ok else None, "error": score.error})
@@ -257,6 +257,14 @@ def rank(judge, items: ItemSet, settings: RankSettings | None = None, *, modes: 
          cache: JudgementCache | None = None) -> RankResult:
     """Rank the writers of `items` with `judge` in each of `modes`; see the package docstring."""
     settings = settings or RankSettings()
-    cache = cache if cache is not None else JudgementCache()
+    # The judge's spec keys the cache (a Judge has one; a synthetic judge, none: the default).
+    key = spec_key(getattr(judge, "spec", None))
+    if cache is None:
+        cache = JudgementCache(spec_hash=key)
+    elif cache.spec_hash != key:
+        name = getattr(getattr(judge, "spec", None), "name", "the default")
+        raise ValueError(f"the judgement cache is keyed on spec hash {cache.spec_hash} but the judge's spec ({name}) "
+                         f"keys {key} (None: the default spec's keys): build it with "
+                         "JudgementCache(..., spec_hash=spec_key(judge.spec))")
     results = {mode: run_mode(judge, items, mode, settings, cache) for mode in modes}
     return RankResult(settings, items.summary(), results, cache.counters())
