@@ -27,7 +27,7 @@ from .prefix import PrefixPolicy, plan_shared_batches
 from .prepare import PreparedPairs, pair_score
 from .prompt_tokens import PromptTokenizer
 from .prompts import check_template_kwargs
-from .runner import run_batches
+from .runner import Batch, stream_batches
 from .scoring import PairScore
 from .specs import load_spec
 from .specs.readout import PointScore
@@ -41,6 +41,43 @@ def check_token_budget(token_budget) -> int | str:
     if isinstance(token_budget, bool) or not isinstance(token_budget, int) or token_budget < 1:
         raise ValueError(f"token_budget must be a positive int or 'auto', got {token_budget!r}")
     return token_budget
+
+
+def _check_iterable(items, name: str) -> None:
+    if isinstance(items, (dict, str, bytes)):
+        raise TypeError(f"{name} expects an iterable of items, got a {type(items).__name__}: "
+                        "wrap a single item in a list")
+
+
+class _ChunkRun:
+    """One prepared chunk while its batches come back: the logits of its prompts, and each item reported
+    (to `report(start + i, score)`) as soon as all its passes are in."""
+
+    def __init__(self, start: int, prepared: PreparedPairs, report):
+        self.start, self.prepared, self.report = start, prepared, report
+        self.logits: torch.Tensor | None = None
+        self.errors: dict[int, str] = {}
+        self.waiting = [prepared.passes] * len(prepared.runnable)  # passes still to come, per runnable item
+        for i, score in enumerate(prepared.results):
+            if score is not None:  # rejected or over the context: answered without the model
+                report(start + i, score)
+
+    def take(self, batch: list[int], res) -> None:
+        if res.logits is not None:
+            if self.logits is None:
+                self.logits = torch.full((len(self.prepared.sequences), res.logits.shape[1]), float("nan"))
+            self.logits[torch.as_tensor(batch)] = res.logits
+        for row, message in res.errors.items():
+            self.errors[batch[row]] = message
+        passes = self.prepared.passes
+        for j in batch:
+            m = j // passes
+            self.waiting[m] -= 1
+            if self.waiting[m] == 0:
+                i = self.prepared.runnable[m]
+                logits = self.logits if self.logits is not None else torch.full((len(self.prepared.sequences), 2),
+                                                                                float("nan"))
+                self.report(self.start + i, pair_score(self.prepared, m, logits, self.errors))
 
 
 class Judge:
@@ -203,72 +240,84 @@ class Judge:
         return self._judge_many(pairs, progress, on_result, "compare_many")
 
     def _judge_many(self, pairs, progress, on_result, name: str) -> list:
-        if isinstance(pairs, (dict, str, bytes)):
-            raise TypeError(f"{name} expects an iterable of items, got a {type(pairs).__name__}: "
-                            "wrap a single item in a list")
+        _check_iterable(pairs, name)
         pairs = list(pairs)
         if name == "compare_many" and len(pairs) == 3 and all(isinstance(p, str) for p in pairs):
             raise TypeError("compare_many got three strings: that is one pair; use compare(instruction, r1, r2) "
                             "or compare_many([(instruction, r1, r2)])")
-        bar, own_bar = self._progress_bar(progress, len(pairs))
-        totals = {"pairs": len(pairs), "prompts": 0, "real_tokens": 0, "prompt_tokens": 0, "computed_tokens": 0,
-                  "batches": 0, "oom_splits": 0, "seconds": 0.0, "shared_prefixes": self.prefix_sharing() is not None}
-        results: list[PairScore] = []
-        try:
-            for start, prepared in prepared_chunks(self, pairs, prefetch=self._prefetching()):
-                def report(i: int, score: PairScore, start=start) -> None:
-                    if bar is not None:
-                        bar.update(1)
-                    if on_result is not None:
-                        on_result(start + i, score)
+        results: list = [None] * len(pairs)
 
-                results.extend(self._score_chunk(prepared, report, bar, totals))
+        def keep(i: int, score) -> None:
+            results[i] = score
+            if on_result is not None:
+                on_result(i, score)
+
+        bar, own_bar = self._progress_bar(progress, len(pairs))
+        try:
+            self._stream(pairs, keep, bar)
         finally:
             if own_bar:
                 bar.close()
-        self.last_run_stats = totals
         return results
+
+    def judge_stream(self, items: Iterable[Any], on_result: Callable[[int, Any], None], *, progress=False) -> dict:
+        """Judge items taken lazily from any iterable (a generator over a file of millions of rows), in one
+        pipeline: chunks ramp up once, the next is tokenized while the device runs this one, and the
+        device runs across chunk boundaries. `on_result(index, score)` is called once per item as it
+        finishes (completion order; index in input order); nothing is kept. Items are those of
+        compare_many (pairwise spec) or score_many (pointwise spec). Returns the run's stats (last_run_stats).
+        progress: False, True, or a tqdm-like object to update (its total is left as it is)."""
+        _check_iterable(items, "judge_stream")
+        bar, own_bar = self._progress_bar(progress, None)
+        try:
+            return self._stream(items, on_result, bar)
+        finally:
+            if own_bar:
+                bar.close()
+
+    def _stream(self, items: Iterable[Any], report_item, bar) -> dict:
+        """Every item through prepared chunks -> planned batches -> one `stream_batches` run."""
+        totals = {"pairs": 0, "prompts": 0, "real_tokens": 0, "prompt_tokens": 0, "computed_tokens": 0,
+                  "batches": 0, "oom_splits": 0, "seconds": 0.0, "shared_prefixes": self.prefix_sharing() is not None}
+        t0 = time.perf_counter()
+        done_tokens = 0
+
+        def report(i: int, score) -> None:
+            if bar is not None:
+                bar.update(1)
+            report_item(i, score)
+
+        def source():
+            for start, prepared in prepared_chunks(self, items, prefetch=self._prefetching()):
+                chunk = _ChunkRun(start, prepared, report)
+                totals["pairs"] += len(prepared.results)
+                totals["prompts"] += len(prepared.sequences)
+                totals["real_tokens"] += prepared.prompt_tokens
+                totals["prompt_tokens"] += prepared.prompt_tokens
+                batches, _ = self.plan(prepared.sequences)
+                for b in batches:
+                    yield Batch([prepared.sequences[j] for j in b], (chunk, b))
+
+        try:
+            for res in stream_batches(self.backend, source(), prefixes=self.prefix_sharing()):
+                chunk, b = res.batch.tag
+                chunk.take(b, res)
+                totals["computed_tokens"] += res.computed_tokens
+                totals["batches"] += res.pieces
+                totals["oom_splits"] += res.oom_splits
+                done_tokens += sum(len(s) for s in res.batch.sequences)
+                if bar is not None:
+                    bar.set_postfix(tok_s=f"{done_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
+        finally:
+            totals["seconds"] = time.perf_counter() - t0
+            self.last_run_stats = totals
+        return totals
 
     def _prefetching(self) -> bool:
         if self.prefetch is not None:
             return bool(self.prefetch)
         device = getattr(self.backend, "device", None)
         return getattr(device, "type", None) == "cuda"
-
-    def _score_chunk(self, prepared: PreparedPairs, report, bar, totals: dict) -> list[PairScore]:
-        results = list(prepared.results)
-        for i, score in enumerate(results):
-            if score is not None:  # rejected or over the context: answered without the model
-                report(i, score)
-
-        lengths = [len(s) for s in prepared.sequences]
-        batches, prefixes = self.plan(prepared.sequences)
-        passes = prepared.passes
-        waiting = [passes] * len(prepared.runnable)  # passes still to come, per runnable item
-        t0 = time.perf_counter()
-        done_tokens = 0
-
-        def on_batch(batch: list[int], logits: torch.Tensor, errors: dict[int, str]) -> None:
-            nonlocal done_tokens
-            done_tokens += sum(lengths[j] for j in batch)
-            for j in batch:
-                m = j // passes
-                waiting[m] -= 1
-                if waiting[m] == 0:
-                    i = prepared.runnable[m]
-                    results[i] = pair_score(prepared, m, logits, errors)
-                    report(i, results[i])
-            if bar is not None:
-                bar.set_postfix(tok_s=f"{done_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
-
-        _, _, stats = run_batches(self.backend, prepared.sequences, batches, on_batch, prefixes=prefixes)
-
-        totals["prompts"] += len(prepared.sequences)
-        totals["real_tokens"] += sum(lengths)
-        totals["prompt_tokens"] += sum(lengths)
-        for key in ("computed_tokens", "batches", "oom_splits", "seconds"):
-            totals[key] += stats[key]
-        return results  # type: ignore[return-value]
 
     def prefix_sharing(self) -> PrefixPolicy | None:
         """The prefix policy runs use: None when sharing is off or the backend cannot share."""

@@ -7,8 +7,11 @@ tens of seconds in which a GPU at 80k tokens/s would wait. Two levers, both here
 - chunk sizes ramp up (FIRST_CHUNK_PAIRS, doubling to CHUNK_PAIRS), so the device starts after a
   small first chunk instead of after the whole first 4096 pairs;
 - with `prefetch`, the next chunk is prepared (rendered, tokenized, checked) on a daemon thread while
-  the caller runs the current one: the tokenizer releases the GIL for its Rust work, and torch
+  the caller runs the current one (the runner streams every chunk's batches through one pipeline, so
+  the device also runs across a chunk boundary): the tokenizer releases the GIL for its Rust work, and torch
   releases it inside its ops, so the two overlap.
+Items are taken lazily (ramp_chunks), so the command line streams a file of any size through one
+call: one ramp and one prefetch for the whole run, not one per 4,096 rows.
 The boundaries depend only on the number of pairs, so prefetching changes no number: the same chunks,
 the same batches, the same results as preparing each chunk in turn.
 """
@@ -16,7 +19,8 @@ the same batches, the same results as preparing each chunk in turn.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator, Sequence
+from itertools import islice
+from typing import Any, Iterable, Iterator, Sequence
 
 from .prepare import PreparedPairs, prepare_pairs
 
@@ -62,18 +66,32 @@ class _Ahead:
         return self._result
 
 
-def prepared_chunks(judge, pairs: Sequence[Any], *, prefetch: bool) -> Iterator[tuple[int, PreparedPairs]]:
-    """(start, prepared chunk) for each of chunk_bounds(len(pairs)), in order; with `prefetch`, chunk
-    k+1 is being prepared while the caller works on chunk k."""
-    bounds = chunk_bounds(len(pairs))
-    if not prefetch or len(bounds) < 2:
-        for start, end in bounds:
-            yield start, prepare_pairs(judge, pairs[start:end])
+def ramp_chunks(items: Iterable[Any]) -> Iterator[list]:
+    """Consecutive items in lists of chunk_bounds' sizes (FIRST_CHUNK_PAIRS, doubling to CHUNK_PAIRS), taken
+    from the iterable only as each list is asked for: a generator over a huge file is never read whole."""
+    it, size = iter(items), FIRST_CHUNK_PAIRS
+    while chunk := list(islice(it, size)):
+        yield chunk
+        size = min(2 * size, CHUNK_PAIRS)
+
+
+def prepared_chunks(judge, items: Iterable[Any], *, prefetch: bool) -> Iterator[tuple[int, PreparedPairs]]:
+    """(start, prepared chunk) for ramp_chunks(items), in order; with `prefetch`, chunk k+1 is being
+    prepared on a host thread while the caller works on chunk k. Items are always taken from `items` on
+    the caller's thread (a caller's generator may write as it yields), only the tokenizing moves."""
+    chunks, start = ramp_chunks(items), 0
+    if not prefetch:
+        for chunk in chunks:
+            yield start, prepare_pairs(judge, chunk)
+            start += len(chunk)
         return
-    ahead = _Ahead(judge, pairs[bounds[0][0]:bounds[0][1]])
-    for k, (start, _) in enumerate(bounds):
+    first = next(chunks, None)
+    if first is None:
+        return
+    ahead, size = _Ahead(judge, first), len(first)
+    for chunk in chunks:  # read the next chunk's items while `ahead` tokenizes this one
         prepared = ahead.result()
-        if k + 1 < len(bounds):
-            nxt = bounds[k + 1]
-            ahead = _Ahead(judge, pairs[nxt[0]:nxt[1]])
+        ahead = _Ahead(judge, chunk)
         yield start, prepared
+        start, size = start + size, len(chunk)
+    yield start, ahead.result()

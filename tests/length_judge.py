@@ -3,6 +3,8 @@ verdicts reported out of input order (as batches of a length-sorted plan would r
 
 from __future__ import annotations
 
+from itertools import islice
+
 from judge_core.pairs import PairError, normalize_pair
 from judge_core.scoring import PairScore, combine_passes
 
@@ -13,9 +15,18 @@ ORDERS = {
 
 
 class LengthJudge:
+    CHUNK = 64  # as judge_core.chunks.FIRST_CHUNK_PAIRS
     def __init__(self, order: str = "reversed"):
         self.order = ORDERS[order]
         self.judged: list = []
+
+    def judge_stream(self, items, on_result, *, progress=False):
+        """Judge.judge_stream's contract (the score CLI's call): items taken lazily, CHUNK at a time, each
+        chunk reported out of order."""
+        it, start = iter(items), 0
+        while chunk := list(islice(it, self.CHUNK)):
+            self.compare_many(chunk, on_result=lambda i, score, start=start: on_result(start + i, score))
+            start += len(chunk)
 
     def compare_many(self, pairs, *, progress=False, on_result=None):
         self.judged += list(pairs)

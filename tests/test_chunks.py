@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from judge_core.api import Judge
-from judge_core.chunks import CHUNK_PAIRS, FIRST_CHUNK_PAIRS, chunk_bounds
+import judge_core.chunks as chunks_module
+from judge_core.chunks import CHUNK_PAIRS, FIRST_CHUNK_PAIRS, chunk_bounds, ramp_chunks
 from pair_samples import random_pairs
 
 
@@ -104,3 +105,74 @@ def test_prefetch_defaults_to_cuda_only(qwen_tokenizer):
     assert judge.prefetch is None and judge._prefetching() is False
     judge.backend.device = torch.device("cuda")   # the instance attribute only: nothing runs here
     assert judge._prefetching() is True
+
+
+def test_ramp_chunks_read_the_input_lazily():
+    pulled = []
+
+    def items(n):
+        for i in range(n):
+            pulled.append(i)
+            yield i
+
+    n = 3 * FIRST_CHUNK_PAIRS + 7
+    chunks = ramp_chunks(items(n))
+    first = next(chunks)
+    assert first == list(range(FIRST_CHUNK_PAIRS)) and len(pulled) == FIRST_CHUNK_PAIRS  # nothing read ahead
+    rest = list(chunks)
+    assert [(c[0], c[0] + len(c)) for c in [first, *rest]] == chunk_bounds(n)  # the same boundaries
+
+
+class _AsyncRecorder:
+    """Instant logits from the tokens, submitted and collected as the overlapped runner does; logs both."""
+
+    name, device, dtype, max_context, counts_padding = "fake", torch.device("cpu"), torch.float32, 1 << 20, False
+
+    def __init__(self):
+        self.events: list[tuple[str, int]] = []
+
+    def candidate_logits(self, batch):
+        return torch.tensor([[float(len(s) % 7), float(sum(s) % 5)] for s in batch])
+
+    def candidate_logits_async(self, batch):
+        k = sum(e[0] == "submit" for e in self.events)
+        self.events.append(("submit", k))
+        logits, events = self.candidate_logits(batch), self.events
+
+        class Handle:
+            def result(self):
+                events.append(("result", k))
+                return logits
+
+        return Handle()
+
+
+def test_the_device_runs_across_a_chunk_boundary(qwen_tokenizer, monkeypatch):
+    """Every chunk's batches go through one pipeline: the first batch of chunk 2 is launched before the
+    last batch of chunk 1 is waited for; judge_stream takes its items lazily and reports each once."""
+    monkeypatch.setattr(chunks_module, "FIRST_CHUNK_PAIRS", 3)
+    backend = _AsyncRecorder()
+    judge = Judge(backend, qwen_tokenizer, token_budget=1)  # one prompt per batch: 2 batches per pair
+    pairs = random_pairs(7, seed=2, max_words=6)  # chunks of 3 and 4 pairs
+    scores = judge.compare_many(pairs)
+    ev = backend.events
+    last_of_chunk1, first_of_chunk2 = 2 * 3 - 1, 2 * 3
+    assert ev.index(("submit", first_of_chunk2)) < ev.index(("result", last_of_chunk1))
+    assert judge.last_run_stats["batches"] == 14 and judge.last_run_stats["pairs"] == 7
+
+    pulled, got, read_when = [], {}, []
+
+    def items():
+        for pair in pairs:
+            pulled.append(pair)
+            yield pair
+
+    def on_result(i, score):
+        assert i not in got
+        got[i] = score
+        read_when.append(len(pulled))
+
+    stats = judge.judge_stream(items(), on_result)
+    assert sorted(got) == list(range(7)) and stats["pairs"] == 7
+    assert [got[i].p1 for i in range(7)] == [s.p1 for s in scores]
+    assert read_when[0] == 3  # the first verdict came while only chunk 1 had been read

@@ -38,16 +38,22 @@ class Interrupting:
     def __init__(self, judge, after=None):
         self.judge, self.after, self.reported, self.judged = judge, after, [], 0
 
-    def compare_many(self, pairs, *, progress=False, on_result=None):
-        self.judged += len(pairs)
+    def judge_stream(self, items, on_result, *, progress=False):
+        taken = []
+
+        def counted():
+            for item in items:
+                self.judged += 1
+                taken.append(item)
+                yield item
 
         def hook(i, score):
             on_result(i, score)
-            self.reported.append((pairs[i], score))
+            self.reported.append((taken[i], score))
             if len(self.reported) == self.after:
                 raise KeyboardInterrupt
 
-        return self.judge.compare_many(pairs, progress=progress, on_result=hook)
+        return self.judge.judge_stream(counted(), hook, progress=progress)
 
 
 def run_score(out, inp, *extra):

@@ -25,14 +25,10 @@ from judge_core.cli.main import main
 from judge_core.scoring import combine_passes
 
 class SlowJudge:
-    def compare_many(self, pairs, *, progress=False, on_result=None):
-        results = []
-        for i, _ in enumerate(pairs):
+    def judge_stream(self, items, on_result, *, progress=False):
+        for i, _ in enumerate(items):
             time.sleep(float(sys.argv[1]))
-            results.append(combine_passes((1.0, 0.0), (0.0, 1.0)))
-            if on_result is not None:
-                on_result(i, results[-1])
-        return results
+            on_result(i, combine_passes((1.0, 0.0), (0.0, 1.0)))
 
 score_cli.judge_from_args = lambda args: SlowJudge()
 sys.exit(main(sys.argv[2:]))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from judge_core.plan import plan_batches
-from judge_core.runner import ReadyLogits, run_batches
+from judge_core.runner import IDLE, Batch, ReadyLogits, run_batches, stream_batches
 
 
 class FakeBackend:
@@ -148,3 +148,38 @@ def test_shared_prefixes_overlap_identical_to_sequential(tiny_text_ckpt):
     assert torch.equal(seq_out, ovl_out) and seq_stats == {**ovl_stats, "seconds": seq_stats["seconds"]}
     assert seq_stats["computed_tokens"] < seq_stats["prompt_tokens"] == plain_stats["computed_tokens"]
     assert err < 1e-4 and len(batches) > 1
+
+
+def test_stream_idle_finishes_the_batch_in_flight_first():
+    """A source with nothing ready yields IDLE: the batch in flight is collected and its result handed
+    back before the source is asked again (the service answers without waiting for the next request)."""
+    backend = FakeBackend()
+    log = []
+
+    def source():
+        yield Batch([[1, 2, 3], [4, 5]], "first")
+        log.append("idle")
+        yield IDLE
+        log.append(("asked again", list(backend.events)))
+        yield Batch([[6]], "second")
+
+    results = []
+    for res in stream_batches(backend, source()):
+        results.append(res.batch.tag)
+        log.append(("result", res.batch.tag))
+    assert results == ["first", "second"]
+    first = log.index(("result", "first"))
+    asked = next(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "asked again")
+    assert log.index("idle") < first < asked  # the first result came back before the source was asked again
+    assert log[asked][1] == [("submit", 0), ("result", 0)]  # and nothing was left in flight
+
+
+def test_stream_keeps_order_across_splits_and_rejects_other_items():
+    backend = FakeBackend(oom_at_submit_above=1)
+    batches = [Batch([[k] * (k + 1)] * (k + 1), k) for k in range(4)]  # batch k: k+1 prompts, split to singles
+    got = list(stream_batches(backend, iter(batches)))
+    assert [r.batch.tag for r in got] == [0, 1, 2, 3]
+    assert [r.oom_splits for r in got] == [0, 1, 2, 3] and [r.pieces for r in got] == [1, 2, 3, 4]
+    assert all(torch.equal(r.logits, torch.tensor([[float(k + 1), float(k)]] * (k + 1))) for k, r in enumerate(got))
+    with pytest.raises(TypeError, match="Batch items"):
+        list(stream_batches(backend, iter([[[1, 2]]])))

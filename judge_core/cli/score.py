@@ -10,7 +10,7 @@ rows finished early waiting in OUTPUT.partial (score_writer.py).
 from __future__ import annotations
 
 import sys
-from itertools import islice
+from itertools import count
 
 from ..wording import plural
 
@@ -23,7 +23,6 @@ from .score_report import report_done, report_interrupted
 from .score_resume import ResumeCheck, ResumeError
 
 HELP = "score pairs from a JSONL file into a JSONL file of verdicts"
-CHUNK = 4096  # input rows handed to compare_many at a time (its length sort works within a call)
 
 
 def add_arguments(parser) -> None:
@@ -125,23 +124,21 @@ def _score(args, stream, output: Output) -> int:
     return report_done(args, output, malformed)
 
 
-def _spec_io(judge):
-    """(the judge's run function, row -> output fields) for its spec: compare_many and {p1, p2, pass1, pass2}
-    for the card's judge; score_many and {score, probs[, mass]} for a pointwise spec. A spec other than the
-    default names itself and its hash on every row (tournament caches and readers key on them)."""
+def _verdict_fields(judge):
+    """row -> output fields for the judge's spec: {p1, p2, pass1, pass2} for the card's judge; {score, probs[,
+    mass]} for a pointwise spec. A spec other than the default names itself and its hash on every row
+    (tournament caches and readers key on them)."""
     from ..specs import DEFAULT_SPEC
 
     spec = getattr(judge, "spec", None)
     if spec is None or spec.pairwise:
-        run = judge.compare_many
         fields = lambda score: score.to_dict()  # noqa: E731
     else:
-        run = judge.score_many
         fields = lambda score: score.to_dict(spec.label_texts)  # noqa: E731
     if spec is None or spec.name == DEFAULT_SPEC and spec.hash == load_default_hash():
-        return run, fields
+        return fields
     named = {"spec": spec.name, "spec_hash": spec.hash}
-    return run, lambda score: {**fields(score), **named} if score.ok else fields(score)
+    return lambda score: {**fields(score), **named} if score.ok else fields(score)
 
 
 def load_default_hash() -> str:
@@ -151,7 +148,9 @@ def load_default_hash() -> str:
 
 
 def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
-    """Judge every input row OUTPUT does not hold yet, chunk by chunk; returns the number of malformed lines."""
+    """Judge every input row OUTPUT does not hold yet, in one `judge_stream` run over the input (read as the
+    judge asks for more: one chunk ramp and one tokenizer prefetch for the whole file); returns the number of
+    malformed lines."""
     from tqdm.auto import tqdm
 
     ex = check.ex
@@ -159,33 +158,37 @@ def _judge_rows(args, judge, stream, writer, check: ResumeCheck) -> int:
     total = max(lines - ex.rows, 0) if lines is not None else None
     bar = tqdm(total=total, unit="pair", desc="judging", disable=args.no_progress, dynamic_ncols=True)
     rows = check.pending(read_rows(stream, args.max_line_bytes))
+    verdict = _verdict_fields(judge)
+    judging: dict[int, object] = {}  # the judge's item index -> its input row, until its verdict is written
+    taken = count()  # item indices, in the order the judge takes the pairs
     malformed = 0
-    run, verdict = _spec_io(judge)
+
+    def items():
+        """The pairs to judge; every other row (finished before, malformed) goes to the writer in passing."""
+        nonlocal malformed
+        for row in rows:
+            writer.expect([row.key])  # OUT's order is the input's: announced as read
+            if row.key in ex.carried:
+                writer.put(row.key, ex.carried.pop(row.key), journaled=True)
+                bar.update(1)
+            elif row.error is not None:
+                writer.put(row.key, {**row.ident, "error": row.error})
+                malformed += 1
+                bar.update(1)
+            else:
+                judging[next(taken)] = row
+                yield row.pair
+
+    def on_result(i: int, score) -> None:
+        row = judging.pop(i)
+        writer.put(row.key, {**row.ident, **verdict(score)})
+
     try:
-        while chunk := list(islice(rows, CHUNK)):
-            writer.expect([row.key for row in chunk])
-            to_judge = []
-            for row in chunk:
-                if row.key in ex.carried:
-                    writer.put(row.key, ex.carried.pop(row.key), journaled=True)
-                    bar.update(1)
-                elif row.error is not None:
-                    writer.put(row.key, {**row.ident, "error": row.error})
-                    malformed += 1
-                    bar.update(1)
-                else:
-                    to_judge.append(row)
-            if not to_judge:
-                continue
-
-            def on_result(i, score, to_judge=to_judge):
-                writer.put(to_judge[i].key, {**to_judge[i].ident, **verdict(score)})
-
-            scores = run([row.pair for row in to_judge], progress=bar, on_result=on_result)
-            for row, score in zip(to_judge, scores):  # a judge that did not report some rows as it went
-                writer.put(row.key, {**row.ident, **verdict(score)})
+        judge.judge_stream(items(), on_result, progress=bar)
     finally:
         bar.close()
+    if judging:  # a judge must answer every item it took; a row without a verdict would be lost silently
+        raise RuntimeError(f"the judge returned no verdict for {plural(len(judging), 'row')}")
     if ex.carried:  # only stdin gets here (a file INPUT was checked whole before the model loaded)
         print(f"warning: {plural(len(ex.carried), 'finished row')} in {args.output}.partial answered no input row "
               f"and were dropped", file=sys.stderr)

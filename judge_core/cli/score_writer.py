@@ -75,12 +75,15 @@ class Sink:
 class OrderedWriter:
     """Takes finished rows in any order, writes them to the sink in the order announced by `expect`."""
 
+    TRIM_ROWS = 4096  # written rows' keys are forgotten in steps of this many (memory stays flat on huge files)
+
     def __init__(self, sink: Sink, journal: Sink | None = None):
         self.sink, self.journal = sink, journal
         self.journal_all = sink.gz  # gzip rows are not on disk until their member is written
-        self.slots: list = []
-        self.position: dict = {}
-        self.cursor = 0
+        self.slots: list = []  # announced keys from absolute index `base` on, in input order
+        self.base = 0
+        self.position: dict = {}  # key -> absolute index, for rows announced and not yet forgotten
+        self.cursor = 0  # absolute index of the next row to write
         self.ready: dict = {}
         self.written = 0
         self.scored = 0  # verdicts of this run
@@ -89,17 +92,26 @@ class OrderedWriter:
         self.restored_failed = 0
 
     def expect(self, keys: list) -> None:
-        """The next rows, by key, in input order (the previous ones must all have been written)."""
-        if self.cursor < len(self.slots):
-            raise RuntimeError(f"{len(self.slots) - self.cursor} rows of the previous chunk are not finished")
-        self.slots, self.cursor = list(keys), 0
-        self.position = {key: i for i, key in enumerate(self.slots)}
+        """Announce the next rows, by key, in input order (after every row announced before)."""
+        if self.cursor - self.base >= self.TRIM_ROWS:
+            for key in self.slots[:self.cursor - self.base]:
+                del self.position[key]
+            del self.slots[:self.cursor - self.base]
+            self.base = self.cursor
+        for key in keys:
+            if key in self.position:
+                raise RuntimeError(f"row {key!r} was announced twice")
+            self.position[key] = self.base + len(self.slots)
+            self.slots.append(key)
 
     def finished(self, key) -> bool:
         return key in self.ready or self.position[key] < self.cursor
 
     def put(self, key, record: dict, *, journaled: bool = False) -> None:
-        """One finished row (`journaled`: it came from the journal, do not journal it again)."""
+        """One finished row (`journaled`: it came from the journal, do not journal it again). A row
+        already finished is ignored; a row never announced (or long written) is an error."""
+        if key not in self.position:
+            raise RuntimeError(f"row {key!r} was not announced, or was written long ago")
         if self.finished(key):
             return
         if journaled:
@@ -109,13 +121,14 @@ class OrderedWriter:
             self.failed += "error" in record
             self.scored += "error" not in record
         line = json_line(record)
-        if self.journal is not None and not journaled and (self.journal_all or key != self.slots[self.cursor]):
+        if self.journal is not None and not journaled and (self.journal_all or self.position[key] != self.cursor):
             self.journal.write(json_line({"key": list(key), "row": record}))
             self.journal.flush()
         self.ready[key] = line
         moved = False
-        while self.cursor < len(self.slots) and self.slots[self.cursor] in self.ready:
-            self.sink.write(self.ready.pop(self.slots[self.cursor]))
+        end = self.base + len(self.slots)
+        while self.cursor < end and self.slots[self.cursor - self.base] in self.ready:
+            self.sink.write(self.ready.pop(self.slots[self.cursor - self.base]))
             self.cursor += 1
             self.written += 1
             moved = True

@@ -2,11 +2,14 @@
 
 Request handlers tokenize on their own threads and `submit` token id lists; the worker takes queued
 prompts first-in first-out until the next one would overflow the token budget, padding counted
-where the backend pads (so a request's
-prompts may span batches, and one batch mixes many requests), plans that window as the offline path
-does (`Judge.plan`: longest first, padding counted where the backend pads, shared prefixes computed
-once on the packed backend) and runs it through `run_batches` (which halves a batch on out-of-memory). Packed prompts do not depend on their batch
-mates, so a pair gets the same numbers here as in `Judge.compare_many`.
+where the backend pads (so a request's prompts may span batches, and one batch mixes many requests),
+plans that window as the offline path does (`Judge.plan`: longest first, padding counted where the
+backend pads, shared prefixes computed once on the packed backend) and hands its batches to the one
+pipeline offline runs use (`runner.stream_batches`, which halves a batch on out-of-memory). So the
+service gets the offline overlap: the next window is taken and planned, and its first batch launched,
+while the device still runs the last one; when the queue is empty the worker says so (`IDLE`) and the
+batch in flight is finished and answered before the worker waits for requests. Packed prompts do not
+depend on their batch mates, so a pair gets the same numbers here as in `Judge.compare_many`.
 
 A cancelled job (client gone, timeout) leaves the queue at once: its prompts cost no model work.
 
@@ -27,8 +30,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..prefix import forked_tokens
-from ..runner import run_batches
+from ..runner import IDLE, Batch, BatchResult, stream_batches
 
 
 class QueueFull(RuntimeError):
@@ -49,7 +51,7 @@ class Ticket:
 
 
 ABORT_GRACE_S = 2.0  # after abort: how long stop() still waits for the worker's running batch
-RATE_BATCHES = 32  # tokens per second is measured over the last 32 windows of model work
+RATE_BATCHES = 32  # tokens per second is measured over the last 32 batches of model work
 
 
 class Job:
@@ -75,6 +77,17 @@ class Job:
             self._on_done(self)
 
 
+class _Window:
+    """Prompts taken from the queue together (one token budget), while their batches run."""
+
+    def __init__(self, entries: list[tuple[Job, int]]):
+        self.entries = entries
+        self.sequences = [job.sequences[k] for job, k in entries]
+        self.tokens = sum(len(s) for s in self.sequences)
+        self.unfinished = set(range(len(entries)))  # entries without a result yet
+        self.taken_at = time.perf_counter()
+
+
 class Scheduler:
     """judge: a `Judge` (its backend, token budget); or `load`, a callable returning one, run on the
     worker thread so that the server answers /health (503) while the model loads.
@@ -97,7 +110,9 @@ class Scheduler:
         self._queued_prompts = 0
         self._queued_tokens = 0
         self._reserved_prompts = 0  # admitted requests still tokenizing
-        self._running_tokens = 0    # tokens of the window the worker is running
+        self._running_tokens = 0    # tokens taken from the queue whose batches have not finished
+        self._windows: set[_Window] = set()  # taken from the queue, not finished
+        self._last_result = 0.0  # perf_counter of the last batch result (the rate's clock)
         self._open_jobs: set[Job] = set()
         self._rates: collections.deque[tuple[int, float]] = collections.deque(maxlen=RATE_BATCHES)
         self._aborted = False
@@ -261,11 +276,12 @@ class Scheduler:
             return
         self.ready.set()
         while True:
-            window = self._next_window()
-            if window is None:
-                return
-            if window:
-                self._run(window)
+            try:
+                for result in stream_batches(self.judge.backend, self._batches(), prefixes=self.judge.prefix_sharing()):
+                    self._answer(result)
+                return  # stopped, every queued prompt answered
+            except Exception as e:  # noqa: BLE001 - a bug in one batch fails the prompts taken, not the server
+                self._fail_taken(f"internal error while scoring: {type(e).__name__}: {e}")
 
     def _warm_up(self) -> None:
         spec = getattr(self.judge, "spec", None)
@@ -277,11 +293,31 @@ class Scheduler:
         run = self.judge.compare_many if spec.pairwise else self.judge.score_many
         run([sample_item(spec)])
 
-    def _next_window(self) -> list[tuple[Job, int]] | None:
-        """Queued prompts, oldest first, up to one token budget; None when stopped and drained."""
+    def _batches(self):
+        """The pipeline's source: each window's planned batches, as windows are taken from the queue; IDLE
+        when the queue is empty (the batch in flight is then finished before the worker waits)."""
+        while True:
+            entries = self._next_window(wait=False)
+            if entries is not None and not entries:
+                yield IDLE
+                entries = self._next_window(wait=True)
+            if entries is None:
+                return
+            if not entries:
+                continue
+            window = _Window(entries)
+            with self._lock:
+                self._windows.add(window)
+            batches, _ = self.judge.plan(window.sequences)
+            for batch in batches:
+                yield Batch([window.sequences[j] for j in batch], (window, batch))
+
+    def _next_window(self, wait: bool) -> list[tuple[Job, int]] | None:
+        """Queued prompts, oldest first, up to one token budget; [] when none is queued and not `wait`;
+        None when stopped and drained, or aborted."""
         budget = self.judge.token_budget
         with self._lock:
-            while not self._queued_prompts and not self._stopping:
+            while wait and not self._queued_prompts and not self._stopping:
                 self._lock.wait()
             if self._aborted:
                 return None
@@ -307,50 +343,65 @@ class Scheduler:
                 window.append((job, k))
                 total += n
                 longest = max(longest, n)
-            self._running_tokens = total
+            self._running_tokens += total
             self._report_queue()
             if not window and self._stopping:
                 return None
             return window
 
-    def _run(self, window: list[tuple[Job, int]]) -> None:
-        backend = self.judge.backend
-        sequences = [job.sequences[k] for job, k in window]
-        lengths = [len(s) for s in sequences]
-        # The judge's plan: with prefix sharing (packed), prompts sharing a prefix run together, computed once.
-        batches, prefixes = self.judge.plan(sequences)
-        last = started = time.perf_counter()
-
-        def on_batch(batch: list[int], _logits, _errors) -> None:  # metrics only; results are read at the end
-            nonlocal last
-            now = time.perf_counter()
-            if self.metrics is not None:
-                real = sum(lengths[j] for j in batch)
-                computed = len(batch) * max(lengths[j] for j in batch) if backend.counts_padding else real
-                if prefixes is not None:
-                    computed = forked_tokens([sequences[j] for j in batch], prefixes)
-                self.metrics.batch(real, computed, len(batch), now - last, self.judge.token_budget)
-            last = now
-
-        try:
-            logits, errors, _ = run_batches(backend, sequences, batches, on_batch, prefixes=prefixes)
-            rows = logits.tolist()
-        except Exception as e:  # noqa: BLE001 - a bug in one batch fails its prompts, not the server
-            rows = None
-            errors = {j: f"internal error while scoring: {type(e).__name__}: {e}" for j in range(len(window))}
-        with self._lock:
-            self._rates.append((sum(lengths), time.perf_counter() - started))
-            self._running_tokens = 0
-        for j, (job, k) in enumerate(window):
-            if j in errors:
-                job.errors[k] = errors[j]
+    def _answer(self, result: BatchResult) -> None:
+        """A batch's results into its jobs; a job whose every prompt is answered finishes."""
+        window, batch = result.batch.tag
+        now = time.perf_counter()
+        # Model time of this batch: since the previous result, or since its window was taken when the
+        # device was idle in between (waiting for requests is not model work).
+        seconds = now - max(self._last_result, window.taken_at)
+        self._last_result = now
+        real = sum(len(s) for s in result.batch.sequences)
+        if self.metrics is not None:
+            self.metrics.batch(real, result.computed_tokens, len(batch), seconds, self.judge.token_budget)
+        rows = result.logits.tolist() if result.logits is not None else None
+        finished = []
+        for r, j in enumerate(batch):
+            job, k = window.entries[j]
+            if r in result.errors:
+                job.errors[k] = result.errors[r]
             else:
-                job.logits[k] = tuple(rows[j])  # every label's logit: two for A/B, five for a 1-5 rubric
+                job.logits[k] = tuple(rows[r])  # every label's logit: two for A/B, five for a 1-5 rubric
+            window.unfinished.discard(j)
             job.remaining -= 1
             if job.remaining == 0:
-                with self._lock:
-                    self._open_jobs.discard(job)
-                job._finish()
+                finished.append(job)
+        with self._lock:
+            self._rates.append((real, seconds))
+            self._running_tokens -= real
+            if not window.unfinished:
+                self._windows.discard(window)
+            for job in finished:
+                self._open_jobs.discard(job)
+        for job in finished:
+            job._finish()
+
+    def _fail_taken(self, message: str) -> None:
+        """Every prompt taken from the queue and not answered gets `message` (the pipeline failed)."""
+        with self._lock:
+            windows, self._windows = list(self._windows), set()
+        finished = []
+        for window in windows:
+            for j in sorted(window.unfinished):
+                job, k = window.entries[j]
+                job.errors[k] = message
+                job.remaining -= 1
+                if job.remaining == 0:
+                    finished.append(job)
+            with self._lock:
+                self._running_tokens -= sum(len(window.sequences[j]) for j in window.unfinished)
+            window.unfinished.clear()
+        with self._lock:
+            for job in finished:
+                self._open_jobs.discard(job)
+        for job in finished:
+            job._finish()
 
     def _report_queue(self) -> None:
         if self.metrics is not None:
