@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args[0] if args else "fp32"]
     torch.set_num_threads(int(args[1]) if len(args) > 1 else 1)
-    model = load_qwen3_5(head_sizes_checkpoint("/tmp/judge_core_bench"), dtype=dtype, output_token_ids=[32, 33])
+    model = load_qwen3_5(head_sizes_checkpoint("/tmp/judge_core_bench"), dtype=dtype, label_ids=[32, 33])
     gen = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 248_000, (n,), generator=gen).tolist() for n in LENGTHS]
     fast = model.kernels_for_weights()

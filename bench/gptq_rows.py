@@ -64,11 +64,11 @@ def _sync(device):
 
 
 @torch.no_grad()
-def _time_forward(model, batches, candidate_ids, device, repeats: int):
+def _time_forward(model, batches, label_ids, device, repeats: int):
     """(P(A) per row [rows], seconds per batch pass, peak bytes during the passes)."""
     p_a = []
     for ids in batches:  # warm-up, and the probabilities
-        logits = model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1, candidate_ids].float()
+        logits = model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1, label_ids].float()
         p_a.append(torch.softmax(logits, dim=-1)[:, 0].cpu())
     _sync(device)
     if device.type == "cuda":
@@ -97,13 +97,14 @@ def bench_gptq_rows(size: str = "4b", *, device="cuda", tokens: int = 32768, seq
     to BF16, the time spent dequantizing per forward, and max/mean |P(A) drift| in percentage points.
     """
     from judge_core.embedded import build_model, tokenizer_dir
-    from judge_core.prompts import candidate_token_ids
+    from judge_core.specs import load_spec
+    from judge_core.specs.render import label_token_ids
     from judge_core.gptq.linear import GPTQLinear
 
     from transformers import AutoTokenizer
 
     device = torch.device(device)
-    candidates = candidate_token_ids(AutoTokenizer.from_pretrained(str(tokenizer_dir())))
+    label_ids = label_token_ids(AutoTokenizer.from_pretrained(str(tokenizer_dir())), load_spec())
     dtype = torch.bfloat16
     base = _allocated(device)
     model = build_model("text", size=size, seed=seed, dtype=dtype, device=device)
@@ -115,7 +116,7 @@ def bench_gptq_rows(size: str = "4b", *, device="cuda", tokens: int = 32768, seq
     common = {"size": size, "tokens": rows * seq_len, "seq_len": seq_len, "device": str(device)}
 
     weight_bf16 = _allocated(device) - base
-    p_bf16, sec_bf16, peak_bf16 = _time_forward(model, batches, candidates, device, repeats)
+    p_bf16, sec_bf16, peak_bf16 = _time_forward(model, batches, label_ids, device, repeats)
     bf16_row = dict(common, system="bf16", seconds=sec_bf16, tokens_per_s=n_tokens / sec_bf16,
                     weight_bytes=weight_bf16, peak_bytes=peak_bf16)
 
@@ -130,7 +131,7 @@ def bench_gptq_rows(size: str = "4b", *, device="cuda", tokens: int = 32768, seq
         layer.dequantized_weight_t(dtype)
     _sync(device)
     dequant_seconds = time.perf_counter() - start
-    p_gptq, sec_gptq, peak_gptq = _time_forward(model, batches, candidates, device, repeats)
+    p_gptq, sec_gptq, peak_gptq = _time_forward(model, batches, label_ids, device, repeats)
     drift = (p_gptq - p_bf16).abs() * 100
     gptq_row = dict(common, system=f"gptq-rtn-g{group_size}", seconds=sec_gptq, tokens_per_s=n_tokens / sec_gptq,
                     weight_bytes=weight_gptq, peak_bytes=peak_gptq, quantized_layers=n_layers,

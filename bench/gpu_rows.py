@@ -95,14 +95,16 @@ def load_judge(path, backend, dtype, device, budget, tokenizer=None, quantizatio
     from judge_core.backends import load_backend
     from judge_core.checkpoint import Checkpoint
     from judge_core.fp8.load import plan_fp8
-    from judge_core.prompts import candidate_token_ids
+    from judge_core.specs import load_spec
+    from judge_core.specs.render import label_token_ids
 
     if tokenizer is None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
     ckpt = Checkpoint.open(path)
-    engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidate_token_ids(tokenizer),
+    label_ids = label_token_ids(tokenizer, load_spec())  # the default spec's, as Judge.from_pretrained reads them
+    engine = load_backend(backend, ckpt, dtype=dtype, device=device, label_ids=label_ids,
                           fp8=plan_fp8(quantization, ckpt.quant, device, fp8_compute))
     return Judge(engine, tokenizer, token_budget=budget)
 

@@ -73,12 +73,12 @@ class PlainHFBaseline:
         # transformers binds fla's Triton kernels by import alone: CPU tensors must take its torch paths.
         model = use_exact_torch_kernels(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype))
         self.model = model.to(self.device).eval()
-        self.candidate_ids = []
+        self.label_ids = []
         for text in ("A", "B"):
             ids = self.tokenizer.encode(text, add_special_tokens=False)
             if len(ids) != 1:
-                raise ValueError(f"candidate {text!r} is not one token: {ids}")
-            self.candidate_ids.append(ids[0])
+                raise ValueError(f"label {text!r} is not one token: {ids}")
+            self.label_ids.append(ids[0])
         self.last_run_stats: dict = {}
 
     @torch.inference_mode()
@@ -92,7 +92,7 @@ class PlainHFBaseline:
             last = enc["attention_mask"].sum(dim=1) - 1
             logits = self.model.lm_head(hidden[torch.arange(len(encoded), device=self.device), last])  # [rows, V]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return logprobs[:, self.candidate_ids].cpu()
+        return logprobs[:, self.label_ids].cpu()
 
     def compare_many(self, pairs: Sequence[BenchPair | tuple], *, progress: bool = False) -> list[PairScore]:
         texts = []

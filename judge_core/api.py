@@ -102,9 +102,9 @@ class Judge:
                                  "tokens (max_position_embeddings)")
         self.max_context = int(max_context or backend.max_context)
         self.spec = load_spec(spec)
-        # The spec's label tokens, each checked to be one token in its context: the backend's candidates.
-        self.candidate_ids = label_token_ids(tokenizer, self.spec, ascii_json=ascii_json,
-                                             chat_template_kwargs=self.chat_template_kwargs)
+        # The spec's label tokens, each checked to be one token in its context: the backend's label_ids.
+        self.label_ids = label_token_ids(tokenizer, self.spec, ascii_json=ascii_json,
+                                         chat_template_kwargs=self.chat_template_kwargs)
         # Control-token strings in the request's text stay plain text unless this opt-in (prompt_tokens.py).
         self.prompt_tokens = PromptTokenizer(tokenizer, parse_special_tokens_in_text=parse_special_tokens_in_text)
         self.path = None  # the resolved checkpoint dir, set by from_pretrained
@@ -172,8 +172,8 @@ class Judge:
         configure_threads(threads, device)  # before the load: it runs torch ops too
         fp8 = plan_fp8(quantization, ckpt.quant, device, fp8_compute, where=str(path))
         tokenizer = load_tokenizer(path)
-        candidates = label_token_ids(tokenizer, spec, ascii_json=ascii_json, chat_template_kwargs=template_kwargs)
-        engine = load_backend(backend, ckpt, dtype=dtype, device=device, candidate_ids=candidates, fp8=fp8,
+        label_ids = label_token_ids(tokenizer, spec, ascii_json=ascii_json, chat_template_kwargs=template_kwargs)
+        engine = load_backend(backend, ckpt, dtype=dtype, device=device, label_ids=label_ids, fp8=fp8,
                               full_vocab=spec.readout == "full")
         if token_budget == "auto":
             from .memory import auto_token_budget

@@ -1,11 +1,13 @@
-"""The candidate tokens' rows of the output head: all the judge ever needs of a 248k-row lm_head.
+"""The label tokens' rows of the output head: all the judge ever needs of a 248k-row lm_head.
 
-The candidates are the spec's label tokens (judge_core/specs): "A"/"B" for the card's judge, "1".."5" for a
-rubric score. One head for both backends, any number of rows: the hf backend passes the transformers
-model's output embedding, the packed loader the head it read from the checkpoint. A head may be an
-nn.Linear (untied lm_head, maybe with a bias), an nn.Embedding (tied), or a quantized layer (GPTQLinear,
-FP8 layers: anything with `dequantized_weight(dtype)`, read dequantized). Rows, bias and softcap are kept
-in float32: the head matmul costs nothing at a few rows, so it is done in full precision.
+The labels are the spec's label tokens (judge_core/specs, their ids `label_ids`): "A"/"B" for the card's
+judge, "1".."5" for a rubric score, "yes"/"no" for a criterion. `CandidateHead` gives the logits of those
+tokens (the contract's name, as in `candidate_logits`). One head for both backends, any number of rows: the
+hf backend passes the transformers model's output embedding, the packed loader the head it read from the
+checkpoint. A head may be an nn.Linear (untied lm_head, maybe with a bias), an nn.Embedding (tied), or a
+quantized layer (GPTQLinear, FP8 layers: anything with `dequantized_weight(dtype)`, read dequantized). Rows,
+bias and softcap are kept in float32: the head matmul costs nothing at a few rows, so it is done in full
+precision.
 
 Readout "full" (a spec that reports full-vocabulary probabilities) also needs each row's normaliser,
 logsumexp over the whole vocabulary: the head then keeps the full float head module (not a copy) and
@@ -25,7 +27,10 @@ NORMALISER_SLICE = 32768
 
 
 class CandidateHead(nn.Module):
-    """rows: float32 [C, hidden]; bias: float32 [C] or None; softcap: Gemma-style final_logit_softcapping.
+    """The head over the spec's label tokens (label_ids): forward gives the logits of those tokens, [N, C].
+
+    rows: float32 [C, hidden], one per label id; bias: float32 [C] or None; softcap: Gemma-style
+    final_logit_softcapping.
 
     full_head: the whole head module (nn.Linear / nn.Embedding) when the readout is "full"; forward then
     returns full-vocabulary log-probabilities instead of logits.
@@ -72,13 +77,14 @@ class CandidateHead(nn.Module):
         return torch.logsumexp(torch.stack(parts, dim=-1), dim=-1)
 
 
-def read_candidate_head(head: nn.Module | torch.Tensor, candidate_ids: Sequence[int], *,
+def read_candidate_head(head: nn.Module | torch.Tensor, label_ids: Sequence[int], *,
                         softcap: float | None = None, full_vocab: bool = False) -> CandidateHead:
-    """The rows of `candidate_ids` of `head` (a module as above, or a weight tensor [vocab, hidden]).
+    """The rows of the spec's label tokens `label_ids` of `head` (a module as above, or a weight tensor
+    [vocab, hidden]), as a CandidateHead.
 
     full_vocab: keep `head` for the full-vocabulary normaliser (readout "full"); it must be a float module.
     """
-    ids = [int(i) for i in candidate_ids]
+    ids = [int(i) for i in label_ids]
     if isinstance(head, torch.Tensor):
         weight, bias = head, None
     elif hasattr(head, "dequantized_weight"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
 
 SYSTEM_PROMPT = (
     "You are a specialized AI assistant tasked with evaluating two responses to a given instruction. "
@@ -11,8 +10,6 @@ SYSTEM_PROMPT = (
     "The user provides the instruction and the two responses A and B. "
     "Evaluate based on accuracy, clarity, and originality, considering repetitive or unoriginal responses as lower quality."
 )
-
-CANDIDATES = ("A", "B")
 
 
 def user_content(instruction: str, a: str, b: str, *, ascii_json: bool = True) -> str:
@@ -54,16 +51,3 @@ def render_prompt(tokenizer, instruction: str, a: str, b: str, *, ascii_json: bo
     return tokenizer.apply_chat_template(
         messages(instruction, a, b, ascii_json=ascii_json), tokenize=False, add_generation_prompt=True,
         **(chat_template_kwargs or {}))
-
-
-def candidate_token_ids(tokenizer, candidates: Sequence[str] = CANDIDATES) -> list[int]:
-    """Token ids of the verdict tokens, each checked to be exactly one token."""
-    ids = []
-    for text in candidates:
-        encoded = tokenizer.encode(text, add_special_tokens=False)
-        if len(encoded) != 1:
-            raise ValueError(f"candidate {text!r} is not a single token for this tokenizer: it encodes to {encoded}")
-        ids.append(encoded[0])
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"candidates {list(candidates)} map to repeated token ids {ids}")
-    return ids

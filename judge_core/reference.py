@@ -3,7 +3,7 @@
 One prompt at a time, no batching, no padding, the model's own head over the whole vocabulary at the
 last position, a full-vocabulary log-softmax,
 then the logprobs of "A" and "B". With `top_k=10` it reproduces the card's vLLM call
-(`logprobs=10`): a candidate missing from the top 10 gets logprob -100. Tests and the bench hold
+(`logprobs=10`): a label token missing from the top 10 gets logprob -100. Tests and the bench hold
 every fast path against this.
 """
 
@@ -22,7 +22,7 @@ from .loader import load_hf_model
 from .ops.kernels import no_tf32
 from .pairs import PairError, normalize_pair
 from .plan import dual_pass
-from .prompts import candidate_token_ids, check_template_kwargs, render_prompt
+from .prompts import check_template_kwargs, render_prompt
 from .scoring import PairScore, combine_passes
 from .tokenizer_cache import load_tokenizer
 
@@ -42,9 +42,9 @@ class ReferenceJudge:
         self.ascii_json = ascii_json
         self.chat_template_kwargs = check_template_kwargs(chat_template_kwargs)
         self.spec = load_spec(spec)
-        self.candidate_ids = (candidate_token_ids(tokenizer) if spec is None else
-                              label_token_ids(tokenizer, self.spec, ascii_json=ascii_json,
-                                              chat_template_kwargs=self.chat_template_kwargs))
+        # The spec's label tokens (for the default spec "A", "B"), each checked as one token in context: as Judge.
+        self.label_ids = label_token_ids(tokenizer, self.spec, ascii_json=ascii_json,
+                                         chat_template_kwargs=self.chat_template_kwargs)
 
     @classmethod
     def from_pretrained(cls, path, *, dtype: torch.dtype | str = torch.float32, device="cpu", top_k: int | None = None,
@@ -75,7 +75,8 @@ class ReferenceJudge:
 
     @torch.inference_mode()
     def text_logprobs(self, text: str) -> tuple[list[float], int]:
-        """Full-vocabulary logprobs of each candidate after `text` (a whole prompt), and its token count."""
+        """Full-vocabulary logprobs of each label token (label_ids) after `text` (a whole prompt), and its
+        token count."""
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         param = next(self.model.parameters())
         # fp32 is exact fp32 (no TF32 in cuBLAS/cuDNN), as in the engine's fp32 mode (ops/kernels.py).
@@ -87,7 +88,7 @@ class ReferenceJudge:
         out = []
         if self.top_k is not None:
             top = set(torch.topk(logprobs, self.top_k).indices.tolist())
-        for token_id in self.candidate_ids:
+        for token_id in self.label_ids:
             if self.top_k is not None and token_id not in top:
                 out.append(MISSING_LOGPROB)
             else:

@@ -61,9 +61,9 @@ def test_packed_model_from_fp8_checkpoint(fp8_ckpt):
     assert "model.layers.0.linear_attn.in_proj_qkv" in reader.fp8_modules
     assert "model.layers.0.linear_attn.in_proj_a" not in reader.fp8_modules
     assert not any(k.endswith("weight_scale_inv") for k in reader.keys())
-    model = load_qwen3_5(out, dtype=torch.float32, output_token_ids=[32, 33])   # fp8.load.load_fp8_packed
+    model = load_qwen3_5(out, dtype=torch.float32, label_ids=[32, 33])   # fp8.load.load_fp8_packed
     # Quantize-at-load of the float source with the same blocks gives the same model, bit for bit.
-    direct = load_qwen3_5(src, dtype=torch.float32, output_token_ids=[32, 33])
+    direct = load_qwen3_5(src, dtype=torch.float32, label_ids=[32, 33])
     n_fused = sum(isinstance(m, FusedLinear) for m in direct.modules())
     fused = [m for m in model.modules() if isinstance(m, FP8FusedLinear)]
     assert n_fused > 0 and len(fused) == n_fused and all(m.fp8 is not None for m in fused)
@@ -100,7 +100,7 @@ def test_transformers_model_from_fp8_checkpoint(fp8_ckpt):
 
     loaded = load_hf_model(out, dtype=torch.float32, device=torch.device("cpu"))   # fp8.load.load_fp8_hf_model
     assert sorted(n for n, m in loaded.named_modules() if isinstance(m, FP8Linear)) == reader.fp8_modules
-    packed = load_qwen3_5(out, dtype=torch.float32, output_token_ids=[32, 33])
+    packed = load_qwen3_5(out, dtype=torch.float32, label_ids=[32, 33])
     prompt = list(range(5, 40))
     with torch.no_grad():
         hf_logits = model(torch.tensor([prompt])).logits[0, -1, [32, 33]]

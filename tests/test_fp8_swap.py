@@ -82,11 +82,11 @@ def test_swap_packed_model(hf_text):
     from judge_core.models.linear import FusedLinear
     from judge_core.models.weights import from_hf_model
 
-    packed = from_hf_model(hf_text, output_token_ids=[32, 33])
+    packed = from_hf_model(hf_text, label_ids=[32, 33])
     prompts = [list(range(5, 30)), list(range(40, 49))]
     with torch.no_grad():
         ref = packed(PackedBatch.from_token_lists(prompts, "cpu"))
-    rows = packed.output_rows.clone()
+    rows = packed.label_rows.clone()
     swapped = quantize_model_fp8_(packed, compute="twin")
     gdn = packed.layers[0].linear_attn
     assert isinstance(gdn.in_proj, FP8FusedLinear) and gdn.in_proj.quantized == [True, True, False, False]
@@ -97,7 +97,7 @@ def test_swap_packed_model(hf_text):
     assert isinstance(packed.layers[1].mlp.down_proj, FP8Linear)
     assert not any(isinstance(m, FusedLinear) for m in packed.modules())
     assert gdn.conv_weight.dtype == torch.float32 and gdn.A_log.dtype == torch.float32
-    assert torch.equal(packed.output_rows, rows) and packed.embed_tokens.weight.dtype == torch.float32
+    assert torch.equal(packed.label_rows, rows) and packed.embed_tokens.weight.dtype == torch.float32
     with torch.no_grad():
         got = packed(PackedBatch.from_token_lists(prompts, "cpu"))
     err = (got - ref).abs().max().item()
@@ -129,7 +129,7 @@ def test_judge_drift_fp8_twin(hf_text, qwen_tokenizer):
     ids = [32, 33]
 
     def scores(dtype, fp8=False):
-        backend = PackedBackend.from_hf_model(hf_text, candidate_ids=ids, dtype=dtype)
+        backend = PackedBackend.from_hf_model(hf_text, label_ids=ids, dtype=dtype)
         if fp8:
             quantize_model_fp8_(backend.model, compute="twin")
         return Judge(backend, qwen_tokenizer).compare_many(pairs)
@@ -172,7 +172,7 @@ def test_packed_scaled_mm_matches_twin(hf_text, device):
     prompts = [list(range(5, 300)), list(range(40, 97))]
     logits = {}
     for compute in ("twin", "scaled_mm"):
-        packed = from_hf_model(hf_text, dtype=torch.bfloat16, device=device, output_token_ids=[32, 33])
+        packed = from_hf_model(hf_text, dtype=torch.bfloat16, device=device, label_ids=[32, 33])
         quantize_model_fp8_(packed, compute=compute)
         with torch.no_grad():
             logits[compute] = packed(PackedBatch.from_token_lists(prompts, device)).cpu()

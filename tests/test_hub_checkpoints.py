@@ -121,7 +121,7 @@ def test_fp16_is_refused_the_same_way_by_every_backend(tiny_text_ckpt, backend):
     with pytest.raises(ValueError, match="float16 is not supported") as from_api:
         Judge.from_pretrained(tiny_text_ckpt, backend=backend, dtype="fp16")
     with pytest.raises(ValueError, match="float16 is not supported") as direct:
-        load_backend(backend, tiny_text_ckpt, dtype=torch.float16, device=torch.device("cpu"), candidate_ids=[32, 33])
+        load_backend(backend, tiny_text_ckpt, dtype=torch.float16, device=torch.device("cpu"), label_ids=[32, 33])
     assert str(from_api.value) == str(direct.value)
 
 

@@ -16,7 +16,7 @@ from judge_core.ops import attention, kernels
 from judge_core.ops.attention import varlen_attention, varlen_attention_naive
 from judge_core.ops.kernels import KernelSet, no_tf32, select_kernels
 
-CANDIDATES = [32, 33]
+LABEL_IDS = [32, 33]
 LENGTHS = [1, 7, 65, 2, 130]
 
 
@@ -105,8 +105,8 @@ def test_bf16_model_with_fp32_gemms_matches_native(tiny_text_ckpt):
     """The fp32-GEMM route of a bf16 model against the native bf16 GEMM (its twin) and the fp32 model."""
     from judge_core.models.linear import FusedLinear, Linear
 
-    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.bfloat16, output_token_ids=CANDIDATES)
-    exact = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.bfloat16, label_ids=LABEL_IDS)
+    exact = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, label_ids=LABEL_IDS)
     batch = PackedBatch.from_token_lists(_prompts(LENGTHS), "cpu")
     base = select_kernels("cpu", torch.bfloat16, env={})
     out = {}
@@ -128,7 +128,7 @@ def test_bf16_model_with_fp32_gemms_matches_native(tiny_text_ckpt):
 
 
 def test_model_selects_once(tiny_text_ckpt, monkeypatch):
-    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, label_ids=LABEL_IDS)
     calls = []
     real = kernels.select_kernels
 
@@ -159,7 +159,7 @@ def test_model_fla_path_normalises_qk_itself(tiny_text_ckpt, monkeypatch):
     (fla's own l2norm re-tunes on every new token count); the logits match the torch path."""
     seen: list = []
     _fla_stand_in(monkeypatch, seen)
-    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, label_ids=LABEL_IDS)
     batch = PackedBatch.from_token_lists(_prompts(LENGTHS), "cpu")
     with torch.inference_mode():
         want = model(batch)
@@ -263,7 +263,7 @@ def test_model_triton_path_under_interpreter(tiny_text_ckpt, monkeypatch):
     try:
         batch = PackedBatch.from_token_lists(_prompts([1, 7, 20, 2]), "cpu")
         for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 0.15)):
-            model = load_qwen3_5(tiny_text_ckpt, dtype=dtype, output_token_ids=CANDIDATES)
+            model = load_qwen3_5(tiny_text_ckpt, dtype=dtype, label_ids=LABEL_IDS)
             with torch.inference_mode():
                 want = model(batch)
                 model.kernels = dataclasses.replace(model.kernels, gated_delta="fla", conv="triton",

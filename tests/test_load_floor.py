@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-CANDIDATES = [32, 33]
+LABEL_IDS = [32, 33]
 
 # Opens of a file named config.json, counted while `_COUNTING` holds a list (an audit hook cannot be
 # removed, so it stays installed and idle outside these tests).
@@ -55,7 +55,7 @@ def test_config_json_read_once_per_load(checkpoints, backend, method):
     from judge_core.backends import load_backend
 
     loaded, opens = _count_config_opens(lambda: load_backend(
-        backend, str(checkpoints[method]), dtype=torch.float32, device=torch.device("cpu"), candidate_ids=CANDIDATES))
+        backend, str(checkpoints[method]), dtype=torch.float32, device=torch.device("cpu"), label_ids=LABEL_IDS))
     print(f"\n{backend} / {method}: config.json opened {len(opens)} time(s)")
     assert loaded.name == backend
     assert opens == [str(checkpoints[method] / "config.json")]
@@ -107,8 +107,8 @@ def test_fused_gptq_matches_split(checkpoints):
     from judge_core.models.weights import load_qwen3_5
 
     path = checkpoints["gptq"]
-    fused = load_qwen3_5(path, dtype=torch.float32, output_token_ids=CANDIDATES)
-    split = load_qwen3_5(path, dtype=torch.float32, output_token_ids=CANDIDATES, fuse_quantized=False)
+    fused = load_qwen3_5(path, dtype=torch.float32, label_ids=LABEL_IDS)
+    split = load_qwen3_5(path, dtype=torch.float32, label_ids=LABEL_IDS, fuse_quantized=False)
     for layer_f, layer_s in zip(fused.layers, split.layers):
         group_f = getattr(layer_f, "self_attn", None) or layer_f.linear_attn
         group_s = getattr(layer_s, "self_attn", None) or layer_s.linear_attn
@@ -151,7 +151,7 @@ def test_act_order_mismatch_keeps_group_split(checkpoints, tmp_path, caplog):
     (tmp_path / "act" / "config.json").write_text(json.dumps(config))
 
     with caplog.at_level(logging.INFO, logger="judge_core.gptq.swap"):
-        model = load_qwen3_5(tmp_path / "act", dtype=torch.float32, output_token_ids=CANDIDATES)
+        model = load_qwen3_5(tmp_path / "act", dtype=torch.float32, label_ids=LABEL_IDS)
     assert isinstance(model.layers[3].self_attn.qkv_proj, SplitLinear)
     assert isinstance(model.layers[0].linear_attn.in_proj, FusedGPTQLinear)
     why = [r.getMessage() for r in caplog.records if "kept split" in r.getMessage()]

@@ -11,7 +11,7 @@ from judge_core.backends.packed import PackedBackend, supports
 from pair_samples import PARITY_PAIRS
 from parity import TOLERANCES, max_dp1
 
-CANDIDATES = [32, 33]
+LABEL_IDS = [32, 33]
 TOL_PP = TOLERANCES["fp32"]
 
 
@@ -23,7 +23,7 @@ def _prompts(lengths, seed=0):
 @pytest.fixture(scope="module")
 def packed_text(tiny_text_ckpt):
     return PackedBackend(str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"),
-                         candidate_ids=CANDIDATES)
+                         label_ids=LABEL_IDS)
 
 
 def test_contract(packed_text):
@@ -60,7 +60,7 @@ def test_gptq_checkpoint_matches_hf_gptq(tiny_text_ckpt, tmp_path):
     from judge_core.gptq.fused import FusedGPTQLinear
 
     path = quantize_checkpoint(tiny_text_ckpt, tmp_path / "gptq", method="rtn", group_size=32, device="cpu")
-    backend = PackedBackend(str(path), dtype=torch.float32, device=torch.device("cpu"), candidate_ids=CANDIDATES)
+    backend = PackedBackend(str(path), dtype=torch.float32, device=torch.device("cpu"), label_ids=LABEL_IDS)
     qkv, gdn_in = backend.model.layers[3].self_attn.qkv_proj, backend.model.layers[0].linear_attn.in_proj
     assert isinstance(qkv, FusedGPTQLinear) and qkv.float_weight is None
     assert isinstance(gdn_in, FusedGPTQLinear) and gdn_in.quantized == [True, True, False, False]
@@ -68,7 +68,7 @@ def test_gptq_checkpoint_matches_hf_gptq(tiny_text_ckpt, tmp_path):
     prompts = _prompts([1, 64, 65, 9])
     got = backend.candidate_logits(prompts)
     with torch.inference_mode():
-        want = torch.stack([hf(torch.tensor([p])).logits[0, -1, CANDIDATES] for p in prompts])
+        want = torch.stack([hf(torch.tensor([p])).logits[0, -1, LABEL_IDS] for p in prompts])
     d_logit = (got - want).abs().max().item()
     d_p1 = (100 * (torch.softmax(got.double(), -1) - torch.softmax(want.double(), -1))[:, 0]).abs().max().item()
     print(f"\nGPTQ packed vs hf GPTQ model: max |delta logit| = {d_logit:.3g}, max |delta p1| = {d_p1:.3g} pp")
@@ -107,7 +107,7 @@ def test_cpu_speed_vs_hf(tiny_text_ckpt, packed_text):
     """Reported, not asserted beyond sanity: CPU tokens/s of packed vs hf on the tiny model."""
     from judge_core.backends.hf import HFBackend
 
-    hf = HFBackend(str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"), candidate_ids=CANDIDATES)
+    hf = HFBackend(str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"), label_ids=LABEL_IDS)
     prompts = _prompts([900, 1200, 1500, 1100])
     rates = {}
     for backend in (packed_text, hf):

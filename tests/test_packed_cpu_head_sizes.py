@@ -12,7 +12,7 @@ import torch
 from judge_core.models.batch import PackedBatch
 from judge_core.models.weights import load_qwen3_5
 
-CANDIDATES = [32, 33]
+LABEL_IDS = [32, 33]
 LENGTHS = [1, 7, 63, 64, 65, 130, 3, 257]
 HEAD_SIZES_4B = dict(head_dim=256, linear_key_head_dim=128, linear_value_head_dim=128)
 
@@ -45,7 +45,7 @@ def test_cpu_kernels_against_twin_and_transformers(tiny_ckpt_factory):
     path = tiny_ckpt_factory("text", **HEAD_SIZES_4B)
     prompts = _prompts(LENGTHS)
     batch = PackedBatch.from_token_lists(prompts, "cpu")
-    model = load_qwen3_5(path, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(path, dtype=torch.float32, label_ids=LABEL_IDS)
     fast = model.kernels_for_weights()
     assert (fast.gated_delta, fast.attention) == ("blocked", "sdpa")
     got, got_layers = _gdn_outputs(model, batch)
@@ -60,12 +60,12 @@ def test_cpu_kernels_against_twin_and_transformers(tiny_ckpt_factory):
 
     hf = use_exact_torch_kernels(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)).eval()
     with torch.inference_mode():
-        want = torch.stack([hf(torch.tensor([p])).logits[0, -1, CANDIDATES] for p in prompts])
+        want = torch.stack([hf(torch.tensor([p])).logits[0, -1, LABEL_IDS] for p in prompts])
     d_hf = (got - want).abs().max().item()
     print(f"packed CPU kernels, fp32 logits: max |delta| vs twin kernels {d_twin:.3g}, vs transformers {d_hf:.3g}")
     assert d_twin < 1e-4 and d_hf < 1e-4
 
-    bf16 = load_qwen3_5(path, dtype=torch.bfloat16, output_token_ids=CANDIDATES)
+    bf16 = load_qwen3_5(path, dtype=torch.bfloat16, label_ids=LABEL_IDS)
     with torch.inference_mode():
         drift_logits = bf16(batch)
     p = lambda x: 100 * torch.softmax(x.double(), -1)[:, 0]   # noqa: E731

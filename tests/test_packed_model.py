@@ -12,7 +12,7 @@ import torch
 from judge_core.models.batch import PackedBatch
 from judge_core.models.weights import load_qwen3_5
 
-CANDIDATES = [32, 33]          # "A", "B"
+LABEL_IDS = [32, 33]           # "A", "B"
 LENGTHS = [1, 7, 63, 64, 65, 1, 130, 2, 200, 1]
 
 
@@ -38,13 +38,13 @@ def _hf_logits(path, prompts):
         _HF[path] = use_exact_torch_kernels(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)).eval()
     model = _HF[path]
     with torch.inference_mode():
-        return torch.stack([model(torch.tensor([p])).logits[0, -1, CANDIDATES] for p in prompts])
+        return torch.stack([model(torch.tensor([p])).logits[0, -1, LABEL_IDS] for p in prompts])
 
 
 @pytest.mark.parametrize("layout", ["text", "multimodal"])
 def test_packed_matches_transformers(tiny_ckpt_factory, layout):
     path = tiny_ckpt_factory(layout)
-    model = load_qwen3_5(path, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(path, dtype=torch.float32, label_ids=LABEL_IDS)
     prompts = _prompts(LENGTHS)
     with torch.inference_mode():
         got = model(PackedBatch.from_token_lists(prompts, "cpu"))
@@ -60,7 +60,7 @@ def test_packed_matches_transformers(tiny_ckpt_factory, layout):
 
 def test_batch_companions_do_not_matter(tiny_text_ckpt):
     """A prompt's logits are the same alone, first, last, or between others (no leak either way)."""
-    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(tiny_text_ckpt, dtype=torch.float32, label_ids=LABEL_IDS)
     prompts = _prompts([65, 1, 130, 3, 64], seed=3)
     with torch.inference_mode():
         together = model(PackedBatch.from_token_lists(prompts, "cpu"))
@@ -78,7 +78,7 @@ def test_bf16_against_fp32(tiny_text_ckpt):
     prompts = _prompts(LENGTHS, seed=5)
     outs = {}
     for dtype in (torch.float32, torch.bfloat16):
-        model = load_qwen3_5(tiny_text_ckpt, dtype=dtype, output_token_ids=CANDIDATES)
+        model = load_qwen3_5(tiny_text_ckpt, dtype=dtype, label_ids=LABEL_IDS)
         assert model.layers[0].linear_attn.A_log.dtype == torch.float32       # kept fp32 in every dtype
         with torch.inference_mode():
             outs[dtype] = model(PackedBatch.from_token_lists(prompts, "cpu"))
@@ -95,15 +95,15 @@ def test_fusions_and_config(tiny_mm_ckpt):
     from judge_core.models.qwen3_5 import Qwen3_5Args
     from judge_core.checkpoint import read_config
 
-    model = load_qwen3_5(tiny_mm_ckpt, dtype=torch.float32, output_token_ids=CANDIDATES)
+    model = load_qwen3_5(tiny_mm_ckpt, dtype=torch.float32, label_ids=LABEL_IDS)
     args = model.args
     assert args.rotary_dim == 4 and args.layer_types.count("full_attention") == 1
     attn = model.layers[3].self_attn
     assert isinstance(attn.qkv_proj, FusedLinear) and attn.qkv_proj.weight.shape == (2 * 64 + 32 + 32, 64)
     assert model.layers[0].linear_attn.in_proj.weight.shape == (128 + 64 + 4 + 4, 64)
     assert model.layers[0].mlp.gate_up_proj.weight.shape == (256, 64)
-    # the output rows are the tied embedding's candidate rows
-    assert torch.equal(model.output_rows, model.embed_tokens.weight[CANDIDATES])
+    # the label rows are the tied embedding's rows of the label tokens
+    assert torch.equal(model.label_rows, model.embed_tokens.weight[LABEL_IDS])
     with pytest.raises(ValueError, match="not a Qwen3.5 config: model_type='llama'"):
         Qwen3_5Args.from_config({"model_type": "llama"})
     config = read_config(tiny_mm_ckpt)
@@ -130,15 +130,15 @@ def test_from_in_memory_transformers_model():
     prompts = _prompts([1, 66, 9], seed=7)
     for layout in ("text", "multimodal"):
         hf = build_model(layout, seed=4)
-        model = from_hf_model(hf, output_token_ids=CANDIDATES)
+        model = from_hf_model(hf, label_ids=LABEL_IDS)
         with torch.inference_mode():
             got = model(PackedBatch.from_token_lists(prompts, "cpu"))
-            want = torch.stack([hf(torch.tensor([p])).logits[0, -1, CANDIDATES] for p in prompts])
+            want = torch.stack([hf(torch.tensor([p])).logits[0, -1, LABEL_IDS] for p in prompts])
         d_logit = (got - want).abs().max().item()
         print(f"\n[{layout}] packed from in-memory model vs that model: max |delta logit| = {d_logit:.3g}")
         assert d_logit <= 1e-4
     from judge_core.backends.packed import PackedBackend
 
-    backend = PackedBackend.from_hf_model(hf, candidate_ids=CANDIDATES)
+    backend = PackedBackend.from_hf_model(hf, label_ids=LABEL_IDS)
     assert backend.name == "packed" and backend.dtype == torch.float32 and backend.device.type == "cpu"
     assert torch.allclose(backend.candidate_logits(prompts), got, atol=1e-6)

@@ -187,7 +187,7 @@ def test_forked_model_through_the_fla_glue(tiny_text_ckpt, monkeypatch):
     gated_delta._fla_params.cache_clear()
     try:
         backend = PackedBackend(str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"),
-                                candidate_ids=[32, 33])
+                                label_ids=[32, 33])
         model = backend.model
         model.kernels = dataclasses.replace(model.kernels_for_weights(), gated_delta="fla", qk_norm="torch")
         prompts, batch = _forked_layout(PrefixPolicy(2, 2))

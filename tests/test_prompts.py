@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from judge_core.prompts import SYSTEM_PROMPT, candidate_token_ids, render_prompt, user_content
+from judge_core.prompts import SYSTEM_PROMPT, render_prompt, user_content
 
 
 # The model card's system message, word for word (DESIGN.md section 1): one changed character moves every verdict.
@@ -33,12 +33,6 @@ def test_render_prompt_uses_template_and_kwargs(qwen_tokenizer):
     assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n<think>\n")
     no_think = render_prompt(qwen_tokenizer, "I", "a", "b", chat_template_kwargs={"enable_thinking": False})
     assert no_think.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
-
-
-def test_candidate_tokens_are_read_from_tokenizer(qwen_tokenizer):
-    assert candidate_token_ids(qwen_tokenizer) == [32, 33]
-    with pytest.raises(ValueError, match="'AB C' is not a single token"):
-        candidate_token_ids(qwen_tokenizer, ("A", "AB C"))
 
 
 def test_missing_chat_template_is_a_clear_error(qwen_tokenizer):

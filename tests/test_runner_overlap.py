@@ -109,11 +109,12 @@ def test_real_backend_overlap_identical_to_sequential(tiny_text_ckpt, name):
     from transformers import AutoTokenizer
 
     from judge_core.backends import load_backend
-    from judge_core.prompts import candidate_token_ids
+    from judge_core.specs import load_spec
+    from judge_core.specs.render import label_token_ids
 
-    ids = candidate_token_ids(AutoTokenizer.from_pretrained(str(tiny_text_ckpt)))
+    ids = label_token_ids(AutoTokenizer.from_pretrained(str(tiny_text_ckpt)), load_spec())
     backend = load_backend(name, str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"),
-                           candidate_ids=ids)
+                           label_ids=ids)
     assert callable(getattr(backend, "candidate_logits_async", None))
     g = torch.Generator().manual_seed(3)
     seqs = [torch.randint(0, 248000, (int(n),), generator=g).tolist() for n in torch.randint(5, 200, (14,), generator=g)]
@@ -132,7 +133,7 @@ def test_shared_prefixes_overlap_identical_to_sequential(tiny_text_ckpt):
     from judge_core.prefix import PrefixPolicy, plan_shared_batches
 
     backend = load_backend("packed", str(tiny_text_ckpt), dtype=torch.float32, device=torch.device("cpu"),
-                           candidate_ids=[32, 33])
+                           label_ids=[32, 33])
     g = torch.Generator().manual_seed(5)
     prefix = torch.randint(0, 248000, (130,), generator=g).tolist()
     seqs = [prefix + torch.randint(0, 248000, (int(n),), generator=g).tolist() for n in torch.randint(1, 90, (9,), generator=g)]

@@ -54,7 +54,7 @@ def test_v1_score_equals_score_many(judge):
         status, by_text, _ = post_json(url + "/v1/score", {"query": shared["instruction"], "items": items,
                                                             "apply_softmax": True, "model": "anything"})
         status2, by_slots, _ = post_json(url + "/v1/score", {"query": shared, "items": RESPONSES,
-                                                              "label_token_ids": list(judge.candidate_ids)})
+                                                              "label_token_ids": list(judge.label_ids)})
     assert status == status2 == 200, (by_text, by_slots)
     errors = []
     for k, want in enumerate(offline):
@@ -82,7 +82,7 @@ def test_v1_score_equals_score_many(judge):
     assert len(by_text["scores"]) == len(RESPONSES) and all(len(r) == len(spec.labels) for r in by_text["scores"])
     assert (by_text["spec"], by_text["spec_hash"], by_text["fidelity"]) == (spec.name, spec.hash, spec.fidelity)
     assert by_text["labels"] == list(spec.label_texts) and by_text["label_values"] == list(spec.label_values)
-    assert by_text["label_token_ids"] == list(judge.candidate_ids)
+    assert by_text["label_token_ids"] == list(judge.label_ids)
     usage = by_text["usage"]
     assert usage["prompt_tokens"] == usage["total_tokens"] == sum(s.tokens for s in offline)
     assert usage["completion_tokens"] == 0
@@ -117,7 +117,7 @@ def test_bad_items_are_item_errors(judge):
 
 
 def test_what_the_judge_cannot_do_is_a_400_naming_the_field(judge):
-    ids = list(judge.candidate_ids)
+    ids = list(judge.label_ids)
     query = {"instruction": "Write.", **slots(judge)}
     cases = [
         ({"query": query, "items": ["a"], "label_token_ids": ids[::-1]}, 400, "label_token_ids"),

@@ -84,7 +84,7 @@ def test_hash_ignores_name_and_description_but_not_numbers():
 
 
 def test_default_spec_renders_the_card_prompt_exactly(tokenizer):
-    from judge_core.prompts import candidate_token_ids, render_prompt
+    from judge_core.prompts import render_prompt
 
     spec = load_spec()
     item = ("Write a poem about “rain”", "Soft rain — on tin.", "Rain. Wet. {response_b}")
@@ -94,7 +94,8 @@ def test_default_spec_renders_the_card_prompt_exactly(tokenizer):
         want = [render_prompt(tokenizer, *shown, ascii_json=ascii_json)
                 for shown in (item, (item[0], item[2], item[1]))]
         assert got == want
-    assert label_token_ids(tokenizer, spec) == candidate_token_ids(tokenizer)
+    # "A" and "B" read in context are the tokens "A" and "B" on their own, as the card reads them.
+    assert label_token_ids(tokenizer, spec) == [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B")] == [32, 33]
 
 
 def test_slot_text_is_never_read_as_a_slot(tokenizer):

@@ -14,10 +14,11 @@ def _backend(name, path):
     from transformers import AutoTokenizer
 
     from judge_core.backends import load_backend
-    from judge_core.prompts import candidate_token_ids
+    from judge_core.specs import load_spec
+    from judge_core.specs.render import label_token_ids
 
-    ids = candidate_token_ids(AutoTokenizer.from_pretrained(str(path)))
-    return load_backend(name, str(path), dtype=torch.float32, device=torch.device("cpu"), candidate_ids=ids)
+    ids = label_token_ids(AutoTokenizer.from_pretrained(str(path)), load_spec())
+    return load_backend(name, str(path), dtype=torch.float32, device=torch.device("cpu"), label_ids=ids)
 
 
 def test_shapes_cover_full_pack_and_every_size_bucket():
@@ -90,12 +91,13 @@ def test_no_autotuning_after_warmup_on_new_shapes(tiny_text_ckpt):
     from transformers import AutoTokenizer
 
     from judge_core.backends import load_backend
-    from judge_core.prompts import candidate_token_ids
+    from judge_core.specs import load_spec
+    from judge_core.specs.render import label_token_ids
 
     wu.configure_kernel_caches()
-    ids = candidate_token_ids(AutoTokenizer.from_pretrained(str(tiny_text_ckpt)))
+    ids = label_token_ids(AutoTokenizer.from_pretrained(str(tiny_text_ckpt)), load_spec())
     backend = load_backend("packed", str(tiny_text_ckpt), dtype=torch.bfloat16, device=torch.device("cuda"),
-                           candidate_ids=ids)
+                           label_ids=ids)
     budget = 8192
     wu.warmup(backend, budget, 8192)
     benchmarks = []

@@ -39,26 +39,26 @@ def choose_backend(name: str, checkpoint, device: torch.device) -> str:
     return "packed" if supports(checkpoint, device) else "hf"
 
 
-def load_backend(name: str, checkpoint, *, dtype: torch.dtype, device: torch.device, candidate_ids: list[int],
+def load_backend(name: str, checkpoint, *, dtype: torch.dtype, device: torch.device, label_ids: list[int],
                  fp8=None, full_vocab: bool = False):
     """Construct backend `name` over a Checkpoint (or a checkpoint dir / hub id, opened here), "auto"
     resolved against it.
 
     fp8: a `judge_core.fp8.load.FP8Plan` (from `plan_fp8`, checked before loading) applied to the
     loaded model: quantize-at-load of a float checkpoint, and the FP8 compute of every fp8 layer.
-    full_vocab: the backend returns full-vocabulary log-probabilities of the candidates instead of their
+    full_vocab: the backend returns full-vocabulary log-probabilities of the label tokens instead of their
     logits (a spec with readout "full"); the candidate_logits contract is otherwise the same.
     """
     from ..checkpoint import Checkpoint
 
-    backend = _construct(name, Checkpoint.open(checkpoint), dtype=dtype, device=device, candidate_ids=candidate_ids,
+    backend = _construct(name, Checkpoint.open(checkpoint), dtype=dtype, device=device, label_ids=label_ids,
                          full_vocab=full_vocab)
     if fp8 is not None:
         fp8.apply_(backend.model)
     return backend
 
 
-def _construct(name: str, ckpt, *, dtype, device, candidate_ids, full_vocab):
+def _construct(name: str, ckpt, *, dtype, device, label_ids, full_vocab):
     from ..warmup import configure_kernel_caches
 
     if torch.device(device).type == "cuda":  # Triton runs only there: no cache dir on a CPU machine
@@ -66,7 +66,7 @@ def _construct(name: str, ckpt, *, dtype, device, candidate_ids, full_vocab):
     chosen = choose_backend(name, ckpt, device)
     if name == "auto" and chosen == "packed":
         try:
-            backend = _import("packed")(ckpt, dtype=dtype, device=device, candidate_ids=candidate_ids,
+            backend = _import("packed")(ckpt, dtype=dtype, device=device, label_ids=label_ids,
                                         full_vocab=full_vocab)
         except (ValueError, KeyError, NotImplementedError) as e:
             log.warning("backend auto: packed cannot load %s (%s); using hf", ckpt.path, e)
@@ -76,4 +76,4 @@ def _construct(name: str, ckpt, *, dtype, device, candidate_ids, full_vocab):
             return backend
     if name == "auto":
         log.info("backend auto: %s", chosen)
-    return _import(chosen)(ckpt, dtype=dtype, device=device, candidate_ids=candidate_ids, full_vocab=full_vocab)
+    return _import(chosen)(ckpt, dtype=dtype, device=device, label_ids=label_ids, full_vocab=full_vocab)

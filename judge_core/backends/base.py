@@ -1,8 +1,8 @@
 """The contract between the runner and a forward backend, and the handle an asynchronous forward returns.
 
-A backend turns a batch of token lists into one row per list: the values of the candidate tokens at the
-list's last position. The candidates are the judge spec's label tokens (judge_core/specs), in label order:
-two for the card's A/B, five for a 1-5 rubric. A row holds their logits, or (a spec with readout "full")
+A backend turns a batch of token lists into one row per list: the values of the label tokens at the
+list's last position. The label tokens are the judge spec's labels (judge_core/specs), their ids `label_ids`
+in label order: two for the card's A/B, five for a 1-5 rubric. A row holds their logits, or (a spec with readout "full")
 their full-vocabulary log-probabilities (candidate_head.py). A backend never builds a full [tokens x vocab]
 logits tensor, and knows nothing of pairs, specs, prompts or scheduling: the planner decides what goes into
 a batch, the runner (runner.py) handles failures and overlaps the host with the device.
@@ -22,7 +22,7 @@ import torch
 
 class LogitsHandle(Protocol):
     def result(self) -> torch.Tensor:
-        """float32 [rows, n_candidates] on the CPU; waits for the device if it must."""
+        """float32 [rows, len(label_ids)] on the CPU; waits for the device if it must."""
         ...
 
 
@@ -76,7 +76,7 @@ class Backend(abc.ABC):
     max_context: the longest prompt (tokens) the model accepts;
     counts_padding: True when a batch costs rows x longest tokens (padding), False when the sum of lengths;
     shares_prefixes: True when `candidate_logits_async(batch, prefixes=...)` computes shared prefixes once;
-    candidate_ids: the candidate token ids, in the order of each row's columns.
+    label_ids: the spec's label token ids, in the order of each row's columns.
     """
 
     name: str
@@ -85,19 +85,20 @@ class Backend(abc.ABC):
     max_context: int
     counts_padding: bool
     shares_prefixes: bool = False
-    candidate_ids: list[int]
+    label_ids: list[int]
 
     @abc.abstractmethod
     def candidate_logits_async(self, batch: Sequence[Sequence[int]], **options) -> LogitsHandle:
-        """Build, copy and launch the batch; return a handle whose `.result()` is the batch's rows.
+        """Build, copy and launch the batch; return a handle whose `.result()` is the batch's rows: the
+        logits of the spec's label tokens (label_ids) at each list's last position.
 
         batch: token id lists, each non-empty, each at most `max_context` long.
-        result: float32 tensor [len(batch), len(candidate_ids)] on the CPU, rows in batch order.
+        result: float32 tensor [len(batch), len(label_ids)] on the CPU, rows in batch order.
         On CUDA this returns once the kernels are queued; elsewhere the forward has already run.
         May raise an out-of-memory error (runner.is_oom), here or at `result()`; the runner then splits the batch.
         options: `prefixes=PrefixPolicy` on a backend with `shares_prefixes`.
         """
 
     def candidate_logits(self, batch: Sequence[Sequence[int]], **options) -> torch.Tensor:
-        """The same rows, waited for: `candidate_logits_async(batch).result()`."""
+        """The logits of the spec's label tokens (label_ids), waited for: `candidate_logits_async(batch).result()`."""
         return self.candidate_logits_async(batch, **options).result()

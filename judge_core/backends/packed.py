@@ -3,7 +3,7 @@
 A batch of token lists becomes one [T] row of tokens plus cu_seqlens (judge_core/models/batch.py,
 one host-to-device copy); every layer resets its state at each prompt start (Gated DeltaNet's
 recurrent state and conv window, attention's causal block); the last row of each prompt is
-final-normed and multiplied by the candidate tokens' head rows only. With `prefixes`, prompts that
+final-normed and multiplied by the label tokens' head rows only. With `prefixes`, prompts that
 share a prefix (token ids) compute it once: every suffix continues from the prefix's state.
 
 When `auto` picks it (`supports`): every Qwen3.5 config (model_type qwen3_5 / qwen3_5_text) this
@@ -55,13 +55,13 @@ class PackedBackend(Backend):
     shares_prefixes = True   # `prefixes=PrefixPolicy(...)`: each shared prefix of a batch computed once
 
     def __init__(self, checkpoint: Checkpoint | str, *, dtype: torch.dtype, device: torch.device,
-                 candidate_ids: list[int], full_vocab: bool = False):
+                 label_ids: list[int], full_vocab: bool = False):
         """checkpoint: a Checkpoint, or a checkpoint dir / hub id (opened here). full_vocab: full-vocabulary
-        log-probabilities of the candidates (a spec's readout "full"), for tied-embedding models."""
+        log-probabilities of the label tokens (a spec's readout "full"), for tied-embedding models."""
         self.device = torch.device(device)
         self.dtype = check_dtype(dtype)
-        self.candidate_ids = [int(i) for i in candidate_ids]
-        self.model = load_qwen3_5(checkpoint, dtype=dtype, device=self.device, output_token_ids=self.candidate_ids)
+        self.label_ids = [int(i) for i in label_ids]
+        self.model = load_qwen3_5(checkpoint, dtype=dtype, device=self.device, label_ids=self.label_ids)
         self.max_context = self.model.args.max_position_embeddings
         self.full_head = None
         if full_vocab:
@@ -69,19 +69,19 @@ class PackedBackend(Backend):
 
             if not self.model.args.tie_word_embeddings:
                 raise ValueError("readout 'full' on the packed backend needs tied embeddings (it keeps only the "
-                                 "candidate rows of an untied lm_head): use backend='hf'")
-            self.full_head = CandidateHead(self.model.output_rows, full_head=self.model.embed_tokens)
+                                 "label rows of an untied lm_head): use backend='hf'")
+            self.full_head = CandidateHead(self.model.label_rows, full_head=self.model.embed_tokens)
 
     @classmethod
-    def from_hf_model(cls, hf_model: torch.nn.Module, *, candidate_ids: list[int], dtype: torch.dtype | None = None,
+    def from_hf_model(cls, hf_model: torch.nn.Module, *, label_ids: list[int], dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> "PackedBackend":
         """The backend over an in-memory transformers Qwen3.5 (benches: the 4B shape with random weights,
         built on the GPU, never written to disk). dtype / device default to the model's own."""
         from ..models.weights import from_hf_model
 
         self = cls.__new__(cls)
-        self.candidate_ids = [int(i) for i in candidate_ids]
-        self.model = from_hf_model(hf_model, dtype=dtype, device=device, output_token_ids=self.candidate_ids)
+        self.label_ids = [int(i) for i in label_ids]
+        self.model = from_hf_model(hf_model, dtype=dtype, device=device, label_ids=self.label_ids)
         self.dtype = self.model.embed_tokens.weight.dtype
         self.device = self.model.embed_tokens.weight.device
         self.max_context = self.model.args.max_position_embeddings
@@ -90,7 +90,8 @@ class PackedBackend(Backend):
 
     @torch.inference_mode()
     def candidate_logits_async(self, batch: Sequence[Sequence[int]], prefixes: PrefixPolicy | None = None):
-        """Pack, copy and launch the batch; returns a handle whose `.result()` waits for its logits.
+        """Pack, copy and launch the batch; returns a handle whose `.result()` waits for its logits: those
+        of the spec's label tokens (label_ids) at each prompt's last position.
 
         prefixes: lay shared prefixes out once (judge_core/prefix.py): every prompt continues its
         prefix's Gated DeltaNet state, conv window and attention keys instead of recomputing them.

@@ -3,7 +3,7 @@
 Works on a transformers Qwen3.5 (plain nn.Linear: `model.layers.N.linear_attn.in_proj_qkv`, ...) and on
 our packed model (judge_core.models.qwen3_5), whose projections are `FusedLinear`s: a fused group
 becomes an `FP8FusedLinear` whose float parts (GDN's in_proj_b / in_proj_a) stay in a small float GEMM.
-Embeddings, the conv, norms, the candidate head rows (`output_rows`) are not Linears and are never touched.
+Embeddings, the conv, norms, the label tokens' head rows (`label_rows`) are not Linears and are never touched.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ Every detail follows transformers' `models/qwen3_5/modeling_qwen3_5.py` (5.23):
 Text-only positions make Qwen3.5's multimodal rotary (mrope) a plain 1-D rotary: its three position
 axes are equal, so the interleaving of sections changes nothing.
 
-The model maps a PackedBatch to the final-normed hidden state of each prompt's last row; candidate
-logits are two dot products with `output_rows` (never a full-vocabulary head).
+The model maps a PackedBatch to the final-normed hidden state of each prompt's last row; the logits of
+the spec's label tokens are dot products with `label_rows` (never a full-vocabulary head).
 """
 
 from __future__ import annotations
@@ -282,18 +282,18 @@ class DecoderLayer(nn.Module):
 
 
 class Qwen3_5Model(nn.Module):
-    """Embedding, decoder layers, final norm; `output_rows` holds the candidate tokens' head rows."""
+    """Embedding, decoder layers, final norm; `label_rows` holds the label tokens' head rows."""
 
-    def __init__(self, args: Qwen3_5Args, num_output_rows: int = 0):
+    def __init__(self, args: Qwen3_5Args, num_label_rows: int = 0):
         super().__init__()
         self.args = args
         self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
         self.embed_tokens.weight.requires_grad_(False)
         self.layers = nn.ModuleList(DecoderLayer(args, t) for t in args.layer_types)
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
-        # The head rows of the candidate tokens, float32 [n, hidden]: rows of the tied embedding
+        # The head rows of the label tokens (label_ids), float32 [n, hidden]: rows of the tied embedding
         # (or of lm_head when untied), copied at load time.
-        self.register_buffer("output_rows", torch.empty(num_output_rows, args.hidden_size, dtype=torch.float32))
+        self.register_buffer("label_rows", torch.empty(num_label_rows, args.hidden_size, dtype=torch.float32))
         # The kernels, chosen at the first forward (the model is built on the meta device and moved
         # after); chosen again only if the model moves to another device or dtype. May be set by hand.
         self.kernels: KernelSet | None = None
@@ -323,7 +323,7 @@ class Qwen3_5Model(nn.Module):
             return self.norm(x, kernels, residual)[0]
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
-        """Candidate logits [N, n] in float32 (hidden state and head rows both in float32)."""
+        """Logits of the label tokens [N, n] in float32 (hidden state and head rows both in float32)."""
         hidden = self.last_hidden(batch).float()
         with self.kernels.forward_context():
-            return hidden @ self.output_rows.T
+            return hidden @ self.label_rows.T

@@ -9,7 +9,7 @@ Gated DeltaNet's qkv/z/b/a and the MLP's gate/up are concatenated into one weigh
 
 Checkpoint keys come through judge_core.checkpoint (one key map for both layouts: text-only
 `model.layers.N...`, multimodal `model.language_model.layers.N...`; `model.visual.*` and `mtp.*` are
-not used by the judge and never read). The candidate head rows are read by the function the hf backend
+not used by the judge and never read). The label tokens' head rows are read by the function the hf backend
 uses too (judge_core/candidate_head.py), so a GPTQ-quantized lm_head loads here as well.
 """
 
@@ -120,7 +120,7 @@ def _head_module(reader, args: Qwen3_5Args, quant, used: set):
 
 
 def build_qwen3_5(checkpoint: Checkpoint, reader, *, dtype: torch.dtype, device: torch.device | str,
-                  output_token_ids: Sequence[int] = (), fuse_quantized: bool = True) -> Qwen3_5Model:
+                  label_ids: Sequence[int] = (), fuse_quantized: bool = True) -> Qwen3_5Model:
     """Our model from a Checkpoint (config and quantization) and a tensor reader over its tensors (a
     checkpoint dir's or a state dict's). fuse_quantized=False keeps GPTQ projection groups split (the
     fused path's twin, for parity tests)."""
@@ -128,7 +128,7 @@ def build_qwen3_5(checkpoint: Checkpoint, reader, *, dtype: torch.dtype, device:
 
     args = Qwen3_5Args.from_config(checkpoint.config)
     with torch.device("meta"):
-        model = Qwen3_5Model(args, num_output_rows=len(output_token_ids))
+        model = Qwen3_5Model(args, num_label_rows=len(label_ids))
     quant = checkpoint.quant
     if quant is not None:
         reader = quant.plugin.wrap_reader(reader, quant.config)
@@ -136,15 +136,15 @@ def build_qwen3_5(checkpoint: Checkpoint, reader, *, dtype: torch.dtype, device:
                                   fuse=fuse_quantized)
 
     state, used = _state_dict(model, reader, dtype)
-    ids = [int(i) for i in output_token_ids]
+    ids = [int(i) for i in label_ids]
     bad = [i for i in ids if not 0 <= i < args.vocab_size]
     if bad:
-        raise ValueError(f"output token ids {bad} are outside the vocabulary (size {args.vocab_size})")
+        raise ValueError(f"label token ids {bad} are outside the vocabulary (size {args.vocab_size})")
     head = read_candidate_head(_head_module(reader, args, quant, used), ids,
                                softcap=checkpoint.text.get("final_logit_softcapping"))
     if head.bias is not None or head.softcap:
         raise ValueError(f"{reader.path}: the packed backend applies no lm_head bias or logit softcap; use backend='hf'")
-    state["output_rows"] = head.rows
+    state["label_rows"] = head.rows
 
     # A tied lm_head.weight may be stored too (it is the embedding); anything else unused is a layout
     # or config we do not know, and silently dropping it could give wrong numbers.
@@ -162,21 +162,21 @@ def build_qwen3_5(checkpoint: Checkpoint, reader, *, dtype: torch.dtype, device:
 
 
 def load_qwen3_5(checkpoint: Checkpoint | str | os.PathLike, *, dtype: torch.dtype = torch.bfloat16,
-                 device: torch.device | str = "cpu", output_token_ids: Sequence[int] = (),
+                 device: torch.device | str = "cpu", label_ids: Sequence[int] = (),
                  fuse_quantized: bool = True) -> Qwen3_5Model:
     """An eval-mode packed Qwen3.5 from a Checkpoint (or a checkpoint dir / hub id), on `device` in `dtype`.
 
-    output_token_ids: tokens whose head rows (tied embedding, or lm_head when untied, dequantized when
-    GPTQ) are copied into `model.output_rows` (float32 [n, hidden]) for candidate logits.
+    label_ids: tokens whose head rows (tied embedding, or lm_head when untied, dequantized when
+    GPTQ) are copied into `model.label_rows` (float32 [n, hidden]) for their logits.
     A GPTQ checkpoint keeps its 4-bit layers (GPTQLinear, FusedGPTQLinear), an FP8 one its fp8 layers.
     """
     ckpt = Checkpoint.open(checkpoint)
     return build_qwen3_5(ckpt, TensorReader(ckpt.path, device), dtype=dtype, device=device,
-                         output_token_ids=output_token_ids, fuse_quantized=fuse_quantized)
+                         label_ids=label_ids, fuse_quantized=fuse_quantized)
 
 
 def from_hf_model(hf_model: nn.Module, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-                  output_token_ids: Sequence[int] = ()) -> Qwen3_5Model:
+                  label_ids: Sequence[int] = ()) -> Qwen3_5Model:
     """Our model built from an in-memory transformers Qwen3.5 (either class), for benches.
 
     dtype / device default to the model's own. Unfused tensors are shared with the transformers
@@ -187,4 +187,4 @@ def from_hf_model(hf_model: nn.Module, *, dtype: torch.dtype | None = None, devi
     reader = TensorReader.from_state_dict(hf_model.state_dict(), "in-memory model")
     ckpt = Checkpoint.from_config(hf_model.config.to_dict())
     return build_qwen3_5(ckpt, reader, dtype=dtype or first.dtype, device=device or first.device,
-                         output_token_ids=output_token_ids)
+                         label_ids=label_ids)

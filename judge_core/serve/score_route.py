@@ -141,7 +141,7 @@ def check_labels(request: ScoreRequest, judge) -> None:
     """label_token_ids, when given, must be the served spec's (in order)."""
     if request.label_token_ids is None:
         return
-    served = [int(t) for t in judge.candidate_ids]
+    served = [int(t) for t in judge.label_ids]
     if request.label_token_ids != served:
         spec = judge.spec
         raise RequestError(400, f"field 'label_token_ids' {request.label_token_ids} is not the label token ids "
@@ -175,6 +175,6 @@ def score_body(request: ScoreRequest, scores: dict[int, Any], judge, model: str,
         results.append({**result, **score.to_dict(spec.label_texts)})
     return {"object": "scoring", "model": model, "scores": rows, "results": results,
             "labels": list(spec.label_texts), "label_values": list(spec.label_values),
-            "label_token_ids": [int(t) for t in judge.candidate_ids], "spec": spec.name, "spec_hash": spec.hash,
+            "label_token_ids": [int(t) for t in judge.label_ids], "spec": spec.name, "spec_hash": spec.hash,
             "fidelity": spec.fidelity,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}}
