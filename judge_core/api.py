@@ -20,6 +20,7 @@ import torch
 from .backends import check_backend_name, load_backend
 from .checkpoint import Checkpoint
 from .chunks import prepared_chunks
+from .cpu_malloc import keep_freed_memory
 from .dtypes import resolve_device, resolve_dtype
 from .embedded.resolve import resolve_model
 from .plan import plan_batches
@@ -170,6 +171,8 @@ class Judge:
         ckpt = Checkpoint.open(resolve_model(path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir))
         path = ckpt.path
         configure_threads(threads, device)  # before the load: it runs torch ops too
+        if device.type == "cpu":
+            keep_freed_memory()  # activations reuse freed memory instead of page-faulting in (cpu_malloc.py)
         fp8 = plan_fp8(quantization, ckpt.quant, device, fp8_compute, where=str(path))
         tokenizer = load_tokenizer(path)
         label_ids = label_token_ids(tokenizer, spec, ascii_json=ascii_json, chat_template_kwargs=template_kwargs)

@@ -39,6 +39,21 @@ def test_blocked_matches_recurrence(lengths, chunk):
     assert err < 1e-4
 
 
+def test_blocked_with_fast_decay_matches_recurrence():
+    """Log decays down to -10 a token: within a chunk cum_i - cum_j falls far below the exp floor
+    (EXP_FLOOR), where the blocked path clamps before its exp; the token-by-token recurrence has no floor."""
+    from judge_core.ops.gated_delta_blocked import EXP_FLOOR
+
+    q, k, v, g, beta, cu = _inputs([200, 64, 7, 130], decay=10.0)
+    lowest = (g[:64].sum(0)).min().item()
+    ref = gated_delta_naive(q, k, v, g, beta, cu)
+    got = gated_delta_blocked(q, k, v, g, beta, cu)
+    err = (got - ref).abs().max().item()
+    print(f"gated delta blocked vs naive, decays to -10 a token (a chunk's log decay down to {lowest:.0f}, "
+          f"floor -{EXP_FLOOR:.0f}): max |delta| = {err:.3g}")
+    assert lowest < -EXP_FLOOR and err < 1e-4
+
+
 def test_blocked_at_the_4b_head_sizes_many_prompts():
     """Head dim 128, 2 key heads serving 4 value heads, 40 prompts of odd lengths packed (several
     shorter than a chunk): against the chunked solve_triangular path and transformers' torch code."""

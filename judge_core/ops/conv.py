@@ -12,7 +12,8 @@ so "tap s reaches back into this prompt" is simply `pos[t] >= s`.
 Implementations, all computing in float32; as transformers' `causal_conv1d_fn` (a conv in the model
 dtype, then SiLU in that dtype) the conv sum is rounded to the model dtype before the SiLU:
 - `causal_conv1d_varlen_naive`: one `F.conv1d` per prompt, exactly as transformers does it (twin).
-- `causal_conv1d_varlen_torch`: K shifted multiply-adds over the whole pack (CPU, any device).
+- `causal_conv1d_varlen_torch`: K shifted multiply-adds over the whole pack, prompt-start rows redone
+  (CPU, any device).
 - `causal_conv1d_varlen_triton`: one Triton kernel (any CUDA GPU Triton supports; CPU under
   TRITON_INTERPRET=1 for the tests).
 - `causal_conv1d_varlen_cuda`: our CUDA kernel (`csrc/causal_conv1d_varlen.cu`), built lazily.
@@ -61,20 +62,33 @@ def causal_conv1d_varlen_naive(x: torch.Tensor, weight: torch.Tensor, cu_seqlens
 
 def causal_conv1d_varlen_torch(x: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor,
                                activation: str | None = "silu") -> torch.Tensor:
-    """K shifted multiply-adds over the whole pack; a tap is masked where it would cross a prompt start.
+    """K shifted multiply-adds over the whole pack; the few rows whose taps would cross a prompt start
+    (position < K - 1) are then recomputed from their own prompt's rows only.
 
     x: [T, C]; weight: [C, K]; positions: int [T] (row's position within its prompt). returns [T, C].
+    On the CPU every pass over [T, C] costs as much as the arithmetic, so the pack takes one
+    multiply-add pass per tap into one float32 buffer and an in-place SiLU, with no masks over all rows.
     """
     _check(x, weight, positions)
     kernel = weight.shape[1]
     xf, wf = x.float(), weight.float()
     out = xf * wf[:, kernel - 1]
     for shift in range(1, min(kernel, x.shape[0])):
-        tap = xf[:-shift] * wf[:, kernel - 1 - shift]                    # row t - shift feeding row t
-        tap = tap * (positions[shift:] >= shift).unsqueeze(1)
-        out[shift:] += tap
+        out[shift:].addcmul_(xf[:-shift], wf[:, kernel - 1 - shift])      # row t - shift feeding row t
+    # The rows near a prompt start took taps from the prompt before it (or none before row `shift`):
+    # recomputed with a tap only where it reaches back into the row's own prompt, in the same order.
+    early = (positions < kernel - 1).nonzero().squeeze(1)
+    if early.numel():
+        fixed = xf[early] * wf[:, kernel - 1]
+        for shift in range(1, kernel):
+            ok = (positions[early] >= shift) & (early >= shift)
+            tap = xf[(early - shift).clamp_min(0)] * wf[:, kernel - 1 - shift]
+            fixed += tap * ok.unsqueeze(1)
+        out[early] = fixed
     if activation == "silu":
-        out = F.silu(out.to(x.dtype).float())
+        if x.dtype != torch.float32:        # the conv sum rounded to the model dtype before the SiLU
+            out.copy_(out.to(x.dtype))
+        F.silu(out, inplace=True)
     return out.to(x.dtype)
 
 

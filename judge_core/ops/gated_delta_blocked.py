@@ -26,6 +26,7 @@ from .gated_delta_inputs import check_initial_state, check_inputs
 INVERSE_BLOCK = 16
 CHUNK_SIZES = (16, 32, 64, 128)
 CPU_CHUNK_SIZE = 64      # measured against 32 and 128 at the 4B's head sizes: bench/RESULTS.md
+EXP_FLOOR = 60.0         # exp(-60) = 9e-27: below it a decay is as good as 0 next to the fp32 terms it joins
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,11 @@ def gated_delta_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
     kk = kc @ kc.transpose(-1, -2)                                        # [NC, Hk, C, C]
     qk = qc @ kc.transpose(-1, -2)
     causal = torch.ones(size, size, dtype=torch.bool, device=v.device).tril()
-    decay = (cum[..., :, None] - cum[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()  # [NC, Hv, C, C]
+    # exp(cum_i - cum_j) for i >= j (<= 1), 0 above the diagonal. The exponent is clamped to [-EXP_FLOOR, 0]
+    # and the upper triangle zeroed after the exp: torch's vectorised exp leaves its fast path for -inf and
+    # for arguments below about -87 (denormal results), and a pack of long prompts has many (measured 10x
+    # slower); a decay of e^-60 instead of a smaller one moves nothing an fp32 sum can hold.
+    decay = (cum[..., :, None] - cum[..., None, :]).clamp_(-EXP_FLOOR, 0.0).exp_().masked_fill_(~causal, 0.0)
     decay_by_key = decay.view(nc, heads_k, group, size, size)
     system = (kk[:, :, None] * decay_by_key).view(nc, heads_v, size, size) * bc[..., :, None]
     intra = (qk[:, :, None] * decay_by_key).view(nc, heads_v, size, size)   # lower incl. diagonal
