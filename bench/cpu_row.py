@@ -50,13 +50,15 @@ def head_sizes_checkpoint(work_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def row_pairs(items: str | None, n_pairs: int, seed: int, tokenizer) -> tuple[list, str]:
+def row_pairs(items: str | None, n_pairs: int, seed: int, tokenizer, max_chars: int | None = None) -> tuple[list, str]:
     """n_pairs card-filtered pairs from the items file when it exists, else synthetic pairs with the
-    dev data's token lengths."""
+    dev data's token lengths; responses cut to max_chars characters when given."""
+    cut = f", responses cut to {max_chars} chars" if max_chars else ""
     if items and Path(items).exists():
-        return card_pairs(read_items(items), n_pairs, seed=seed), f"card pairs from {Path(items).name} (seed {seed})"
-    return (synthetic_pairs(n_pairs, seed=seed, tokenizer=tokenizer),
-            f"synthetic pairs with dev-data token lengths (seed {seed}; {items or 'no items file'} absent)")
+        return (card_pairs(read_items(items), n_pairs, seed=seed, max_chars=max_chars),
+                f"card pairs from {Path(items).name} (seed {seed}{cut})")
+    return (synthetic_pairs(n_pairs, seed=seed, tokenizer=tokenizer, max_chars=max_chars),
+            f"synthetic pairs with dev-data token lengths (seed {seed}{cut}; {items or 'no items file'} absent)")
 
 
 class _Timers:
@@ -142,7 +144,7 @@ def _spec(name: str, path: str, token_budget: int) -> SystemSpec:
 
 def run_row(*, systems=SYSTEMS, threads=(1, 2), n_pairs: int = 64, items: str | None = str(DEFAULT_ITEMS),
             seed: int = 42, token_budget: int = 32768, work_dir: str = "/tmp/judge_core_bench",
-            repeats: int = 1, split: bool = True) -> dict:
+            repeats: int = 1, split: bool = True, max_chars: int | None = None) -> dict:
     """Every system at every thread count on one workload; returns rows plus the machine and workload."""
     from transformers import AutoTokenizer
 
@@ -150,7 +152,7 @@ def run_row(*, systems=SYSTEMS, threads=(1, 2), n_pairs: int = 64, items: str | 
 
     path = str(head_sizes_checkpoint(work_dir))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    pairs, workload = row_pairs(items, n_pairs, seed, tokenizer)
+    pairs, workload = row_pairs(items, n_pairs, seed, tokenizer, max_chars)
     device = torch.device("cpu")
     rows, previous = [], torch.get_num_threads()
     try:
@@ -205,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-pairs", type=int, default=64)
     p.add_argument("--items", default=str(DEFAULT_ITEMS), help="items .jsonl(.gz); synthetic pairs if absent")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-chars", type=int, default=None,
+                   help="cut each response to this many characters (2600 gives ~235k tokens over 64 pairs: the "
+                        "size of issue 22's vLLM workload, whose prompts average 1.8k tokens against 3.9k uncut)")
     p.add_argument("--token-budget", type=int, default=32768)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--no-split", action="store_true", help="skip the per-op split of the packed backend")
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
     result = run_row(systems=systems, threads=threads, n_pairs=args.n_pairs, items=args.items, seed=args.seed,
                      token_budget=args.token_budget, work_dir=args.work_dir, repeats=args.repeats,
-                     split=not args.no_split)
+                     split=not args.no_split, max_chars=args.max_chars)
     print(markdown(result))
     print(f"workload: {result['workload']}, {result['pairs']} pairs; commit {result['commit']}; "
           f"load average after {result['load_average_after']}")

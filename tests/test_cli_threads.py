@@ -2,6 +2,11 @@
 more threads than free cores (judge_core.threads)."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,3 +84,17 @@ def test_auto_never_exceeds_free_cores(monkeypatch):
     assert threads_mod.configure_threads("auto", "cpu") == 2
     # a model on a GPU: the CPU setting is not touched
     assert threads_mod.configure_threads(1, "cuda") is None and torch.get_num_threads() == 2
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc/stat")
+def test_busy_cores_sees_a_spinning_process_now():
+    """The sample sees work running now (a spinning child), not the last minute's average."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = threads_mod.busy_cores()
+    finally:
+        child.kill()
+        child.wait()
+    print(f"busy cores with one spinning child: {busy:.2f} of {os.cpu_count()}")
+    assert 0.6 <= busy <= os.cpu_count()

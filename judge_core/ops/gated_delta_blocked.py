@@ -34,6 +34,8 @@ class StepLayout:
     """Where each packed row sits once every prompt is cut into chunks laid out step-major.
 
     row_slot: [T] int64, row t's slot in the chunk buffer [num_chunks * chunk_size].
+    row_chunk, row_pos: [T] int64, the same slot as (chunk, position in the chunk): indexes a head-major
+        [num_chunks, H, chunk_size, D] buffer directly.
     step_offsets: host list [S + 1]: the chunks of scan step s are [step_offsets[s], step_offsets[s+1]);
         they belong to the prompts of rank 0 .. (count - 1), rank = order by chunk count, longest first.
     prompt_rank: [N] int64, prompt n's rank (its row in the scan's state), to carry states in and out.
@@ -43,6 +45,8 @@ class StepLayout:
     num_chunks: int
     num_prompts: int
     row_slot: torch.Tensor
+    row_chunk: torch.Tensor
+    row_pos: torch.Tensor
     step_offsets: tuple[int, ...]
     prompt_rank: torch.Tensor
 
@@ -66,9 +70,10 @@ class StepLayout:
         prompt = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
         pos = torch.arange(bounds[-1]) - starts[prompt]
         chunk = offsets[pos // chunk_size] + rank[prompt]
-        row_slot = chunk * chunk_size + pos % chunk_size
-        return cls(chunk_size, int(offsets[-1]), len(lengths), row_slot.to(device), tuple(offsets.tolist()),
-                   rank.to(device))
+        row_pos = pos % chunk_size
+        row_slot = chunk * chunk_size + row_pos
+        return cls(chunk_size, int(offsets[-1]), len(lengths), row_slot.to(device), chunk.to(device),
+                   row_pos.to(device), tuple(offsets.tolist()), rank.to(device))
 
 
 def _diag_blocks(a: torch.Tensor, size: int) -> torch.Tensor:
@@ -175,13 +180,18 @@ def gated_delta_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
         return (x[:, :, None] * factor.view(nc, heads_k, group, size, 1)).view(nc, heads_v, size, x.shape[-1])
 
     exp_cum = cum.exp()
-    v_beta = torch.empty((nc, heads_v, size, dim_v), dtype=f32, device=v.device)
-    torch.mul(to_chunks(v), bc.transpose(1, 2)[..., None], out=v_beta.transpose(1, 2))
-    u = inverse @ v_beta                                                  # [NC, Hv, C, Dv]
-    w = inverse @ by_value_head(kc, bc * exp_cum)                         # [NC, Hv, C, Dk]
-    del inverse, v_beta
+    # u = A (beta v) and w = A (beta e^cum k), with A the inverse: the per-row factors scale A's columns
+    # ([C, C] per head) rather than v and k ([C, D], twice as big), and w takes one matmul per key head
+    # over its value heads' stacked rows ([Hv/Hk * C, C] @ [C, Dk]) with no repeated copy of k.
+    vc = torch.zeros((nc, heads_v, size, dim_v), dtype=f32, device=v.device)
+    vc[layout.row_chunk, :, layout.row_pos] = v.to(f32)                    # scattered head-major in one pass
+    u = (inverse * bc[..., None, :]) @ vc                                 # [NC, Hv, C, Dv]
+    del vc
+    inverse.mul_((bc * exp_cum)[..., None, :])
+    w = (inverse.view(nc, heads_k, group * size, size) @ kc).view(nc, heads_v, size, dim_k)
+    del inverse
     q_decayed = by_value_head(qc, exp_cum)
-    k_decayed_t = by_value_head(kc, (cum[..., -1:] - cum).exp()).transpose(-1, -2).contiguous()  # [NC, Hv, Dk, C]
+    k_decayed_t = by_value_head(kc, (cum[..., -1:] - cum).exp()).transpose(-1, -2)   # [NC, Hv, Dk, C], a view
     chunk_decay = exp_cum[..., -1, None, None]                           # [NC, Hv, 1, 1]
     del qc, kc
 
@@ -207,8 +217,7 @@ def gated_delta_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: to
         torch.bmm(q_decayed[rows], s, out=o)
         o.baddbmm_(intra[rows], v_new)                                   # + intra v_new
         s.mul_(chunk_decay[rows]).baddbmm_(k_decayed_t[rows], v_new)     # S <- decay S + k_dec^T v_new
-    out = out.view(nc, heads_v, size, dim_v).transpose(1, 2).reshape(slots, heads_v, dim_v)
-    out = out.index_select(0, layout.row_slot).to(out_dtype)
+    out = out.view(nc, heads_v, size, dim_v)[layout.row_chunk, :, layout.row_pos].to(out_dtype)   # [T, Hv, Dv]
     if output_final_state:
         return out, states.index_select(0, layout.prompt_rank)
     return out
