@@ -12,7 +12,8 @@ import pytest
 def test_cpu_row_one_pair(tmp_path):
     from bench.cpu_row import HEAD_SIZES_4B, SPLIT_CATEGORIES, markdown, run_row
 
-    result = run_row(systems=("packed-fp32",), threads=(1,), n_pairs=1, items=None, work_dir=str(tmp_path))
+    result = run_row(systems=("packed-fp32",), threads=(1,), n_pairs=1, items=None, work_dir=str(tmp_path),
+                     max_chars=300)
     config = json.loads((tmp_path / "tiny-qwen3_5-4b-head-sizes-seed0" / "config.json").read_text())
     assert all(config[k] == v for k, v in HEAD_SIZES_4B.items())
     (row,) = result["rows"]
@@ -23,5 +24,5 @@ def test_cpu_row_one_pair(tmp_path):
     assert split["kernels"]["gated_delta"] == "blocked" and split["kernels"]["attention"] == "sdpa"
     assert all(split[c] >= 0 for c in SPLIT_CATEGORIES) and split["gated_delta"] > 0 and split["attention"] > 0
     assert sum(split[c] for c in SPLIT_CATEGORIES) == pytest.approx(split["forward_seconds"], rel=0.01, abs=0.01)
-    assert "synthetic pairs" in result["workload"]
+    assert "synthetic pairs" in result["workload"] and "responses cut to 300 chars" in result["workload"]
     assert "| packed-fp32 | 1 |" in markdown(result)
