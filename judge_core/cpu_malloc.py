@@ -11,7 +11,7 @@ gets the same effect by preloading tcmalloc.
 `keep_freed_memory()` sets glibc's malloc (process-wide, once) to serve large blocks from its heap
 (M_MMAP_MAX = 0) and not to trim the heap's free top below 1 GiB (M_TRIM_THRESHOLD), so a freed block
 is reused by the next allocation of its size. The cost: the process keeps its peak heap (it does not
-shrink after a big batch). `JUDGE_CORE_CPU_MALLOC=system` leaves malloc as it is. Anything but Linux
+shrink after a big batch), ~11% above system malloc's peak with batches of varied sizes (RESULTS). `JUDGE_CORE_CPU_MALLOC=system` leaves malloc as it is. Anything but Linux
 with glibc (musl, macOS, Windows) is left alone.
 """
 
