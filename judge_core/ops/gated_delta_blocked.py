@@ -17,6 +17,7 @@ Same maths as `gated_delta_chunked` (ops/gated_delta.py, its twin), arranged for
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -33,9 +34,9 @@ EXP_FLOOR = 60.0         # exp(-60) = 9e-27: below it a decay is as good as 0 ne
 class StepLayout:
     """Where each packed row sits once every prompt is cut into chunks laid out step-major.
 
-    row_slot: [T] int64, row t's slot in the chunk buffer [num_chunks * chunk_size].
-    row_chunk, row_pos: [T] int64, the same slot as (chunk, position in the chunk): indexes a head-major
+    row_chunk, row_pos: [T] int64, row t's chunk and its position in the chunk: they index a head-major
         [num_chunks, H, chunk_size, D] buffer directly.
+    row_slot (derived): row t's slot in the row-major chunk buffer [num_chunks * chunk_size].
     step_offsets: host list [S + 1]: the chunks of scan step s are [step_offsets[s], step_offsets[s+1]);
         they belong to the prompts of rank 0 .. (count - 1), rank = order by chunk count, longest first.
     prompt_rank: [N] int64, prompt n's rank (its row in the scan's state), to carry states in and out.
@@ -44,7 +45,6 @@ class StepLayout:
     chunk_size: int
     num_chunks: int
     num_prompts: int
-    row_slot: torch.Tensor
     row_chunk: torch.Tensor
     row_pos: torch.Tensor
     step_offsets: tuple[int, ...]
@@ -70,10 +70,12 @@ class StepLayout:
         prompt = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
         pos = torch.arange(bounds[-1]) - starts[prompt]
         chunk = offsets[pos // chunk_size] + rank[prompt]
-        row_pos = pos % chunk_size
-        row_slot = chunk * chunk_size + row_pos
-        return cls(chunk_size, int(offsets[-1]), len(lengths), row_slot.to(device), chunk.to(device),
-                   row_pos.to(device), tuple(offsets.tolist()), rank.to(device))
+        return cls(chunk_size, int(offsets[-1]), len(lengths), chunk.to(device), (pos % chunk_size).to(device),
+                   tuple(offsets.tolist()), rank.to(device))
+
+    @functools.cached_property
+    def row_slot(self) -> torch.Tensor:
+        return self.row_chunk * self.chunk_size + self.row_pos
 
 
 def _diag_blocks(a: torch.Tensor, size: int) -> torch.Tensor:

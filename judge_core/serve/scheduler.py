@@ -83,7 +83,6 @@ class _Window:
     def __init__(self, entries: list[tuple[Job, int]]):
         self.entries = entries
         self.sequences = [job.sequences[k] for job, k in entries]
-        self.tokens = sum(len(s) for s in self.sequences)
         self.unfinished = set(range(len(entries)))  # entries without a result yet
         self.taken_at = time.perf_counter()
 
